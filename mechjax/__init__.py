@@ -1,0 +1,34 @@
+"""mechjax: mechanistic interpretability in JAX/Flax.
+
+import mechjax as mj
+model = mj.Transformer(mj.TransformerConfig.from_variant("gpt2-tiny"))
+params = mj.init(model, jax.random.key(0))
+logits, cache = mj.run(model, params, tokens, cache="blocks.*.attn.hook_pattern",
+                       interventions=[mj.ablate("blocks.0.attn.hook_z", heads=[1])])
+"""
+
+from mechjax import hooks
+from mechjax.hooks import register_site_axes
+from mechjax.interventions import Intervention, ablate, clamp, hook, patch, steer
+from mechjax.models import VARIANTS, Transformer, TransformerConfig
+from mechjax.run import init, run, site_names, site_shapes
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "VARIANTS",
+    "Intervention",
+    "Transformer",
+    "TransformerConfig",
+    "ablate",
+    "clamp",
+    "hook",
+    "hooks",
+    "init",
+    "patch",
+    "register_site_axes",
+    "run",
+    "site_names",
+    "site_shapes",
+    "steer",
+]

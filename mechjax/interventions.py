@@ -1,0 +1,305 @@
+"""Interventions as data: patch, clamp, ablate, steer, and user functions.
+
+An :class:`Intervention` is a pytree. Its *structure* -- the site name or
+wildcard, the operation, static head/position/neuron indices, a user function --
+is static (part of the treedef, so part of the jit cache key). Its *values* --
+patch arrays, masks, scales, steering vectors, mask-valued selections -- are
+leaves. Hence one compilation serves every value, and ``jax.vmap`` over a
+leading axis of values runs a whole sweep as one program.
+
+Selections (``heads=``, ``positions=``, ``neurons=``) take either
+
+* static indices: an int, a list/tuple/range of ints, or a numpy integer array;
+* a mask array (bool or float, numpy or jax), which is a leaf: a sweep over
+  heads is then a ``vmap`` over masks instead of one compile per head.
+  ``heads``: ``[head]``; ``positions``: ``[pos]`` or ``[batch, pos]``;
+  ``neurons``: ``[last axis]``. Bool masks replace exactly; float masks blend
+  ``x + m * (new - x)`` (differentiable in ``m``).
+
+``positions`` index the query axis for attention patterns/scores.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Callable
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from mechjax import hooks as _hooks
+
+OPS = ("patch", "clamp", "ablate", "steer", "fn")
+_POS_AXES = ("pos", "q_pos")
+_HEAD_AXES = ("head", "kv_head")
+
+
+@jax.tree_util.register_dataclass
+@dataclasses.dataclass(frozen=True)
+class Intervention:
+    """One operation at one site (or every site a wildcard matches)."""
+
+    site: str = dataclasses.field(metadata=dict(static=True))
+    op: str = dataclasses.field(metadata=dict(static=True))
+    value: Any = None
+    mask: Any = None
+    scale: Any = None
+    head_mask: Any = None
+    pos_mask: Any = None
+    neuron_mask: Any = None
+    head_idx: tuple | None = dataclasses.field(default=None, metadata=dict(static=True))
+    pos_idx: tuple | None = dataclasses.field(default=None, metadata=dict(static=True))
+    neuron_idx: tuple | None = dataclasses.field(default=None, metadata=dict(static=True))
+    method: str | None = dataclasses.field(default=None, metadata=dict(static=True))
+    fn: Callable | None = dataclasses.field(default=None, metadata=dict(static=True))
+
+    # -- application (inside the traced forward) -------------------------------------------
+
+    def selection(self, shape: tuple[int, ...], axes: tuple[str, ...]):
+        """Array broadcastable to `shape` saying where to act, or None for everywhere."""
+        sel = None
+        for idx, mask, kind in (
+            (self.head_idx, self.head_mask, "head"),
+            (self.pos_idx, self.pos_mask, "pos"),
+            (self.neuron_idx, self.neuron_mask, "neuron"),
+        ):
+            if idx is None and mask is None:
+                continue
+            axis = _selection_axis(kind, axes, self.site)
+            if idx is not None:
+                m = np.zeros(shape[axis], bool)
+                m[list(idx)] = True
+                m = m.reshape([shape[axis] if i == axis else 1 for i in range(len(shape))])
+            else:
+                m = jnp.asarray(mask)
+                if m.dtype not in (jnp.bool_,) and not jnp.issubdtype(m.dtype, jnp.floating):
+                    m = m.astype(bool)
+                if kind == "pos" and m.ndim == 2:  # [batch, pos]
+                    m = m.reshape(
+                        [
+                            m.shape[0] if i == 0 else m.shape[1] if i == axis else 1
+                            for i in range(len(shape))
+                        ]
+                    )
+                else:
+                    m = m.reshape([m.shape[-1] if i == axis else 1 for i in range(len(shape))])
+            sel = m if sel is None else _and(sel, m)
+        if self.mask is not None:
+            m = jnp.asarray(self.mask)
+            if m.dtype != jnp.bool_ and not jnp.issubdtype(m.dtype, jnp.floating):
+                m = m.astype(bool)
+            sel = m if sel is None else _and(sel, m)
+        return sel
+
+    def apply(self, x, name: str):
+        axes = _hooks.site_axes(name)
+        sel = self.selection(x.shape, axes)
+        if self.op == "steer":
+            delta = jnp.asarray(self.scale, jnp.float32) * jnp.asarray(self.value, jnp.float32)
+            if sel is not None:
+                delta = delta * jnp.asarray(sel, jnp.float32)
+            return (x + delta).astype(x.dtype)
+        if self.op in ("patch", "clamp"):
+            new = jnp.asarray(self.value)
+        elif self.op == "ablate":
+            if self.method == "zero":
+                new = jnp.zeros((), x.dtype)
+            elif self.value is not None:
+                new = jnp.asarray(self.value)
+            else:  # mean over the batch of this very forward pass
+                new = jnp.mean(x.astype(jnp.float32), axis=0, keepdims=True)
+        elif self.op == "fn":
+            new = self.fn(x) if self.value is None else self.fn(x, self.value)
+        else:  # pragma: no cover - constructors only build known ops
+            raise ValueError(f"unknown op {self.op!r}")
+        new = jnp.broadcast_to(new, x.shape).astype(x.dtype)
+        if sel is None:
+            return new
+        if sel.dtype == jnp.bool_:
+            return jnp.where(sel, new, x)
+        sel = sel.astype(x.dtype)
+        return x + sel * (new - x)
+
+    # -- host-side validation -----------------------------------------------------------------
+
+    def validate(self, site_shapes: dict[str, tuple[int, ...]]) -> None:
+        """Raises ValueError naming the problem if this cannot apply to the model's sites."""
+        names = [n for n in site_shapes if _hooks.matches(self.site, n)]
+        if not names:
+            near = _hooks.closest(self.site, site_shapes)
+            hint = f" Closest valid sites: {', '.join(near)}." if near else ""
+            raise ValueError(
+                f"{self.op}: site {self.site!r} matches no site of this model.{hint} "
+                f"(Wildcards like 'blocks.*.attn.hook_z' are allowed; list them with mj.site_names(model).)"
+            )
+        for name in names:
+            shape = tuple(site_shapes[name])
+            axes = _hooks.site_axes(name)
+            what = f"{self.op} at {name!r} (shape {shape}, axes {axes})"
+            for idx, mask, kind in (
+                (self.head_idx, self.head_mask, "head"),
+                (self.pos_idx, self.pos_mask, "pos"),
+                (self.neuron_idx, self.neuron_mask, "neuron"),
+            ):
+                if idx is None and mask is None:
+                    continue
+                try:
+                    axis = _selection_axis(kind, axes, name)
+                except ValueError as e:
+                    raise ValueError(f"{what}: {e}") from None
+                size = shape[axis]
+                if idx is not None:
+                    bad = [i for i in idx if not -size <= i < size]
+                    if bad:
+                        raise ValueError(
+                            f"{what}: {kind} index {bad} out of range; valid {kind}s are 0..{size - 1}."
+                        )
+                else:
+                    mshape = tuple(np.shape(mask))
+                    ok = mshape == (size,) or (kind == "pos" and mshape == (shape[0], size))
+                    if not ok:
+                        valid = f"({size},)" + (
+                            f" or ({shape[0]}, {size})" if kind == "pos" else ""
+                        )
+                        raise ValueError(
+                            f"{what}: {kind} mask has shape {mshape}, expected {valid}."
+                        )
+            for label, arr in (("value", self.value), ("mask", self.mask)):
+                if arr is None or self.op == "fn":
+                    continue
+                vshape = tuple(np.shape(arr))
+                if not _broadcasts_to(vshape, shape):
+                    raise ValueError(
+                        f"{what}: {label} has shape {vshape}, which does not broadcast to the site "
+                        f"shape {shape}. Expected {shape} or a trailing part of it, e.g. {shape[1:]}."
+                    )
+
+
+def _and(a, b):
+    if a.dtype == jnp.bool_ and b.dtype == jnp.bool_:
+        return jnp.logical_and(a, b)
+    return jnp.asarray(a, jnp.float32) * jnp.asarray(b, jnp.float32)
+
+
+def _broadcasts_to(vshape, shape) -> bool:
+    try:
+        return np.broadcast_shapes(vshape, shape) == tuple(shape)
+    except ValueError:
+        return False
+
+
+def _selection_axis(kind: str, axes: tuple[str, ...], site: str) -> int:
+    if kind == "neuron":
+        if axes[-1] in ("one", "k_pos"):
+            raise ValueError(f"site {site!r} has no neuron axis (its axes are {axes}).")
+        return len(axes) - 1
+    wanted = _HEAD_AXES if kind == "head" else _POS_AXES
+    for i, a in enumerate(axes):
+        if a in wanted:
+            return i
+    raise ValueError(f"site {site!r} has no {kind} axis (its axes are {axes}).")
+
+
+def _split_selection(sel, what: str):
+    """Static indices -> (tuple, None); mask arrays -> (None, array)."""
+    if sel is None:
+        return None, None
+    if isinstance(sel, (bool, np.bool_)):
+        raise TypeError(f"{what}= takes indices or a mask array, not a bool")
+    if isinstance(sel, (int, np.integer)):
+        return (int(sel),), None
+    if isinstance(sel, (list, tuple, range)):
+        if not all(isinstance(i, (int, np.integer)) and not isinstance(i, bool) for i in sel):
+            raise TypeError(f"{what}= as a sequence must hold ints, got {sel!r}")
+        return tuple(int(i) for i in sel), None
+    if isinstance(sel, np.ndarray) and np.issubdtype(sel.dtype, np.integer):
+        return tuple(int(i) for i in sel.reshape(-1)), None
+    if hasattr(sel, "shape") and hasattr(sel, "dtype"):
+        return None, sel
+    raise TypeError(
+        f"{what}= must be indices (int, list, range) or a mask array, got {type(sel).__name__}"
+    )
+
+
+def _build(site, op, *, heads=None, positions=None, neurons=None, **fields) -> Intervention:
+    if not isinstance(site, str):
+        raise TypeError(f"site must be a site name or wildcard string, got {site!r}")
+    hi, hm = _split_selection(heads, "heads")
+    pi, pm = _split_selection(positions, "positions")
+    ni, nm = _split_selection(neurons, "neurons")
+    return Intervention(
+        site=site,
+        op=op,
+        head_idx=hi,
+        head_mask=hm,
+        pos_idx=pi,
+        pos_mask=pm,
+        neuron_idx=ni,
+        neuron_mask=nm,
+        **fields,
+    )
+
+
+def patch(site: str, value, heads=None, positions=None, neurons=None) -> Intervention:
+    """Replaces the activation at `site` with `value` where the selection says.
+
+    `value` has the site's shape (or broadcasts to it), e.g. the clean run's cached
+    activation; only the selected heads/positions/neurons are taken from it.
+    """
+    return _build(site, "patch", value=value, heads=heads, positions=positions, neurons=neurons)
+
+
+def clamp(site: str, value, heads=None, positions=None, mask=None, neurons=None) -> Intervention:
+    """Holds `site` at `value` where `mask` (elementwise, broadcastable) and the selection say.
+
+    Meant for use during training: the rest of the graph stays differentiable.
+    """
+    return _build(
+        site, "clamp", value=value, mask=mask, heads=heads, positions=positions, neurons=neurons
+    )
+
+
+def ablate(
+    site: str, heads=None, positions=None, method: str = "zero", mean=None, neurons=None
+) -> Intervention:
+    """Zero- or mean-ablates the selection at `site`.
+
+    method="mean" uses `mean` if given (e.g. a dataset mean of the site, broadcastable
+    to its shape), else the mean over the batch axis of the current forward pass.
+    """
+    if method not in ("zero", "mean"):
+        raise ValueError(f"ablate: method must be 'zero' or 'mean', got {method!r}")
+    if method == "zero" and mean is not None:
+        raise ValueError("ablate: mean= is only used with method='mean'")
+    return _build(
+        site, "ablate", value=mean, method=method, heads=heads, positions=positions, neurons=neurons
+    )
+
+
+def steer(site: str, vector, scale=1.0, positions=None, heads=None) -> Intervention:
+    """Adds `scale * vector` to `site` at the selected positions (all if None)."""
+    return _build(site, "steer", value=vector, scale=scale, positions=positions, heads=heads)
+
+
+def hook(
+    site: str, fn: Callable, value=None, heads=None, positions=None, neurons=None
+) -> Intervention:
+    """Escape hatch: replaces the selection at `site` with `fn(x)` or `fn(x, value)`.
+
+    `fn` must be a pure JAX function (it is static: pass a stable function object, not a
+    fresh lambda per call, to avoid recompiles); `value` is a pytree of leaves.
+    """
+    if not callable(fn):
+        raise TypeError(f"hook: fn must be callable, got {fn!r}")
+    return _build(site, "fn", fn=fn, value=value, heads=heads, positions=positions, neurons=neurons)
+
+
+def validate_all(interventions, site_shapes) -> None:
+    for iv in interventions:
+        if not isinstance(iv, Intervention):
+            raise TypeError(
+                f"interventions must be built with mj.patch/clamp/ablate/steer/hook, got {type(iv).__name__}"
+            )
+        iv.validate(site_shapes)

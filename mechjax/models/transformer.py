@@ -1,0 +1,321 @@
+"""One decoder-only transformer covering GPT-2, GPT-NeoX/Pythia, Llama and attention-only models.
+
+Parameters use TransformerLens names and layouts so that analyses read them
+directly (`W_Q[head, d_model, d_head]`, `W_O[head, d_head, d_model]`, ...).
+Every module takes a `hooks` context and calls it at each named site; see
+`mechjax.hooks` for the axis vocabulary used in the shape comments below.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+
+from mechjax.hooks import NO_HOOKS
+from mechjax.models.config import TransformerConfig
+
+_DT = {"float32": jnp.float32, "bfloat16": jnp.bfloat16, "float16": jnp.float16}
+
+
+def dtype_of(name: str):
+    return _DT[name]
+
+
+def activation(name: str):
+    return {
+        "gelu_new": lambda x: jax.nn.gelu(x, approximate=True),
+        "gelu": lambda x: jax.nn.gelu(x, approximate=False),
+        "relu": jax.nn.relu,
+        "silu": jax.nn.silu,
+    }[name]
+
+
+class Norm(nn.Module):
+    """LayerNorm ("LN") or RMSNorm ("RMS"), computed in fp32. Sites: `hook_scale`, `hook_normalized`."""
+
+    kind: str
+    d_model: int
+    eps: float
+    prefix: str
+    dtype: Any = jnp.float32
+    param_dtype: Any = jnp.float32
+
+    @nn.compact
+    def __call__(self, x, hooks=NO_HOOKS):
+        w = self.param("w", nn.initializers.ones, (self.d_model,), self.param_dtype)
+        x32 = x.astype(jnp.float32)  # [batch, pos, d_model]
+        if self.kind == "LN":
+            b = self.param("b", nn.initializers.zeros, (self.d_model,), self.param_dtype)
+            x32 = x32 - x32.mean(-1, keepdims=True)
+        scale = jnp.sqrt((x32**2).mean(-1, keepdims=True) + self.eps)  # [batch, pos, 1]
+        scale = hooks(f"{self.prefix}.hook_scale", scale)
+        out = hooks(f"{self.prefix}.hook_normalized", x32 / scale)  # [batch, pos, d_model]
+        out = out * w.astype(jnp.float32)
+        if self.kind == "LN":
+            out = out + b.astype(jnp.float32)
+        return out.astype(self.dtype)
+
+
+def rotary(x, rot_dim: int, base: float):
+    """Rotate-half RoPE (HF Llama / GPT-NeoX convention) on the first `rot_dim` dims.
+
+    x: [batch, pos, head, d_head]
+    """
+    pos = jnp.arange(x.shape[1], dtype=jnp.float32)
+    inv_freq = 1.0 / (base ** (jnp.arange(0, rot_dim, 2, dtype=jnp.float32) / rot_dim))
+    freqs = pos[:, None] * inv_freq[None, :]  # [pos, rot_dim/2]
+    emb = jnp.concatenate([freqs, freqs], axis=-1)  # [pos, rot_dim]
+    cos = jnp.cos(emb)[None, :, None, :].astype(x.dtype)  # [1, pos, 1, rot_dim]
+    sin = jnp.sin(emb)[None, :, None, :].astype(x.dtype)
+    x_rot, x_pass = x[..., :rot_dim], x[..., rot_dim:]
+    half = rot_dim // 2
+    rotated = jnp.concatenate([-x_rot[..., half:], x_rot[..., :half]], axis=-1)
+    return jnp.concatenate([x_rot * cos + rotated * sin, x_pass], axis=-1)
+
+
+class Attention(nn.Module):
+    """Multi-head (optionally grouped-query) self-attention with TL sites under `{prefix}`."""
+
+    n_heads: int
+    n_kv_heads: int
+    d_model: int
+    d_head: int
+    prefix: str
+    use_bias: bool = True
+    causal: bool = True
+    rotary_dim: int = 0  # 0 = no rotary
+    rotary_base: float = 10000.0
+    init_range: float = 0.02
+    dtype: Any = jnp.float32
+    param_dtype: Any = jnp.float32
+
+    @nn.compact
+    def __call__(self, x, hooks=NO_HOOKS, attention_mask=None):
+        p, H, K, E, D = self.prefix, self.n_heads, self.n_kv_heads, self.d_head, self.d_model
+        init = nn.initializers.normal(self.init_range)
+        pd, dt = self.param_dtype, self.dtype
+        W_Q = self.param("W_Q", init, (H, D, E), pd).astype(dt)
+        W_K = self.param("W_K", init, (K, D, E), pd).astype(dt)
+        W_V = self.param("W_V", init, (K, D, E), pd).astype(dt)
+        W_O = self.param("W_O", init, (H, E, D), pd).astype(dt)
+        q = jnp.einsum("bpd,hde->bphe", x, W_Q)  # [batch, pos, head, d_head]
+        k = jnp.einsum("bpd,hde->bphe", x, W_K)  # [batch, pos, kv_head, d_head]
+        v = jnp.einsum("bpd,hde->bphe", x, W_V)  # [batch, pos, kv_head, d_head]
+        if self.use_bias:
+            zeros = nn.initializers.zeros
+            q = q + self.param("b_Q", zeros, (H, E), pd).astype(dt)
+            k = k + self.param("b_K", zeros, (K, E), pd).astype(dt)
+            v = v + self.param("b_V", zeros, (K, E), pd).astype(dt)
+            b_O = self.param("b_O", zeros, (D,), pd).astype(dt)
+        q, k, v = hooks(f"{p}.hook_q", q), hooks(f"{p}.hook_k", k), hooks(f"{p}.hook_v", v)
+        if self.rotary_dim:
+            q = hooks(f"{p}.hook_rot_q", rotary(q, self.rotary_dim, self.rotary_base))
+            k = hooks(f"{p}.hook_rot_k", rotary(k, self.rotary_dim, self.rotary_base))
+        if K != H:  # GQA: each kv head serves H // K consecutive query heads
+            k = jnp.repeat(k, H // K, axis=2)  # [batch, pos, head, d_head]
+            v = jnp.repeat(v, H // K, axis=2)
+        scores = jnp.einsum("bqhe,bkhe->bhqk", q.astype(jnp.float32), k.astype(jnp.float32))
+        scores = scores / jnp.sqrt(jnp.float32(E))  # [batch, head, q_pos, k_pos]
+        n_q, n_k = scores.shape[-2:]
+        allowed = None
+        if self.causal:
+            allowed = jnp.tril(jnp.ones((n_q, n_k), bool), k=n_k - n_q)[None, None]
+        if attention_mask is not None:  # [batch, k_pos], 1 = attend
+            keys = attention_mask.astype(bool)[:, None, None, :]
+            allowed = keys if allowed is None else allowed & keys
+        if allowed is not None:
+            scores = jnp.where(allowed, scores, -jnp.inf)
+        scores = hooks(f"{p}.hook_attn_scores", scores)
+        pattern = jax.nn.softmax(scores, axis=-1)
+        pattern = jnp.where(jnp.isnan(pattern), 0.0, pattern)  # rows with every key masked
+        pattern = hooks(f"{p}.hook_pattern", pattern.astype(dt))  # [batch, head, q_pos, k_pos]
+        z = jnp.einsum("bhqk,bkhe->bqhe", pattern, v)
+        z = hooks(f"{p}.hook_z", z)  # [batch, pos, head, d_head]
+        if hooks.active(f"{p}.hook_result"):
+            result = jnp.einsum("bqhe,hed->bqhd", z, W_O)  # [batch, pos, head, d_model]
+            out = hooks(f"{p}.hook_result", result).sum(axis=2)
+        else:
+            out = jnp.einsum("bqhe,hed->bqd", z, W_O)  # [batch, pos, d_model]
+        if self.use_bias:
+            out = out + b_O
+        return out
+
+
+class MLP(nn.Module):
+    """Dense or gated MLP; sites `{prefix}.hook_pre`, `hook_pre_linear` (gated), `hook_post`."""
+
+    d_model: int
+    d_mlp: int
+    act_fn: str
+    prefix: str
+    gated: bool = False
+    use_bias: bool = True
+    init_range: float = 0.02
+    dtype: Any = jnp.float32
+    param_dtype: Any = jnp.float32
+
+    @nn.compact
+    def __call__(self, x, hooks=NO_HOOKS):
+        init, zeros = nn.initializers.normal(self.init_range), nn.initializers.zeros
+        pd, dt, p = self.param_dtype, self.dtype, self.prefix
+        W_in = self.param("W_in", init, (self.d_model, self.d_mlp), pd).astype(dt)
+        W_out = self.param("W_out", init, (self.d_mlp, self.d_model), pd).astype(dt)
+        act = activation(self.act_fn)
+        if self.gated:
+            W_gate = self.param("W_gate", init, (self.d_model, self.d_mlp), pd).astype(dt)
+            pre = x @ W_gate  # [batch, pos, d_mlp]
+            lin = x @ W_in
+            if self.use_bias:
+                lin = lin + self.param("b_in", zeros, (self.d_mlp,), pd).astype(dt)
+            pre = hooks(f"{p}.hook_pre", pre)
+            lin = hooks(f"{p}.hook_pre_linear", lin)
+            post = act(pre) * lin
+        else:
+            pre = x @ W_in
+            if self.use_bias:
+                pre = pre + self.param("b_in", zeros, (self.d_mlp,), pd).astype(dt)
+            post = act(hooks(f"{p}.hook_pre", pre))
+        post = hooks(f"{p}.hook_post", post)  # [batch, pos, d_mlp]
+        out = post @ W_out
+        if self.use_bias:
+            out = out + self.param("b_out", zeros, (self.d_model,), pd).astype(dt)
+        return out
+
+
+class TransformerBlock(nn.Module):
+    """Pre-norm block: resid_pre -> (+attn) resid_mid -> (+mlp) resid_post."""
+
+    cfg: TransformerConfig
+    layer: int
+
+    def setup(self):
+        c, p = self.cfg, f"blocks.{self.layer}"
+        dt, pd = dtype_of(c.dtype), dtype_of(c.param_dtype)
+        if c.normalization_type is not None:
+            self.ln1 = Norm(c.normalization_type, c.d_model, c.eps, f"{p}.ln1", dt, pd)
+            if not c.attn_only:
+                self.ln2 = Norm(c.normalization_type, c.d_model, c.eps, f"{p}.ln2", dt, pd)
+        rot = c.rot_dim if c.positional_embedding_type == "rotary" else 0
+        self.attn = Attention(
+            c.n_heads,
+            c.kv_heads,
+            c.d_model,
+            c.head_dim,
+            f"{p}.attn",
+            c.attn_bias,
+            c.causal,
+            rot,
+            c.rotary_base,
+            c.init_range,
+            dt,
+            pd,
+        )
+        if not c.attn_only:
+            self.mlp = MLP(
+                c.d_model,
+                c.mlp_dim,
+                c.act_fn,
+                f"{p}.mlp",
+                c.gated_mlp,
+                c.mlp_bias,
+                c.init_range,
+                dt,
+                pd,
+            )
+
+    def _norm(self, which, x, hooks):
+        return x if self.cfg.normalization_type is None else getattr(self, which)(x, hooks)
+
+    def __call__(self, resid, hooks=NO_HOOKS, attention_mask=None):
+        c, p = self.cfg, f"blocks.{self.layer}"
+        resid = hooks(f"{p}.hook_resid_pre", resid)  # [batch, pos, d_model]
+        attn_out = hooks(
+            f"{p}.hook_attn_out", self.attn(self._norm("ln1", resid, hooks), hooks, attention_mask)
+        )
+        if c.attn_only:
+            return hooks(f"{p}.hook_resid_post", resid + attn_out)
+        if c.parallel_attn_mlp:
+            mlp_out = hooks(f"{p}.hook_mlp_out", self.mlp(self._norm("ln2", resid, hooks), hooks))
+            return hooks(f"{p}.hook_resid_post", resid + attn_out + mlp_out)
+        mid = hooks(f"{p}.hook_resid_mid", resid + attn_out)
+        mlp_out = hooks(f"{p}.hook_mlp_out", self.mlp(self._norm("ln2", mid, hooks), hooks))
+        return hooks(f"{p}.hook_resid_post", mid + mlp_out)
+
+
+class Transformer(nn.Module):
+    """Decoder-only transformer with TransformerLens sites.
+
+    Inputs (`__call__(inputs)`), one of:
+      * int tokens `[batch, pos]`;
+      * float vectors `[batch, pos, d_input]` (linear embedding, needs `cfg.d_input`);
+      * a dict `{"tokens": int[batch, pos], "vectors": float[batch, pos, d_input],
+        "is_vector": bool[batch, pos]}` mixing both position by position.
+    Output: logits `[batch, pos, d_vocab_out]`, or `head(final_resid, hooks=...)` when a
+    head module is given.
+    """
+
+    cfg: TransformerConfig
+    head: nn.Module | None = None
+
+    def setup(self):
+        c = self.cfg
+        dt, pd = dtype_of(c.dtype), dtype_of(c.param_dtype)
+        init = nn.initializers.normal(c.init_range)
+        if c.d_vocab > 0:
+            self.W_E = self.param("W_E", init, (c.d_vocab, c.d_model), pd)
+        if c.d_input:
+            self.W_vec = self.param(
+                "W_vec", nn.initializers.lecun_normal(), (c.d_input, c.d_model), pd
+            )
+            self.b_vec = self.param("b_vec", nn.initializers.zeros, (c.d_model,), pd)
+        if c.positional_embedding_type == "standard":
+            self.W_pos = self.param("W_pos", init, (c.n_ctx, c.d_model), pd)
+        self.blocks = [TransformerBlock(c, i) for i in range(c.n_layers)]
+        if c.normalization_type is not None and c.final_norm:
+            self.ln_final = Norm(c.normalization_type, c.d_model, c.eps, "ln_final", dt, pd)
+        if self.head is None and not c.tie_embeddings:
+            self.W_U = self.param("W_U", init, (c.d_model, c.vocab_out), pd)
+            if c.unembed_bias:
+                self.b_U = self.param("b_U", nn.initializers.zeros, (c.vocab_out,), pd)
+
+    def embed(self, inputs, hooks=NO_HOOKS):
+        """Token and/or vector embedding plus learned positions -> resid `[batch, pos, d_model]`."""
+        c, dt = self.cfg, dtype_of(self.cfg.dtype)
+        if isinstance(inputs, dict):
+            tokens, vectors, is_vec = inputs["tokens"], inputs["vectors"], inputs["is_vector"]
+        elif jnp.issubdtype(jnp.asarray(inputs).dtype, jnp.integer):
+            tokens, vectors, is_vec = inputs, None, None
+        else:
+            tokens, vectors, is_vec = None, inputs, None
+        emb = None
+        if tokens is not None:
+            safe = tokens if is_vec is None else jnp.where(is_vec, 0, tokens)
+            emb = jnp.take(self.W_E, safe, axis=0).astype(dt)  # [batch, pos, d_model]
+        if vectors is not None:
+            vec = vectors.astype(dt) @ self.W_vec.astype(dt) + self.b_vec.astype(dt)
+            emb = vec if emb is None else jnp.where(is_vec[..., None], vec, emb)
+        emb = hooks("hook_embed", emb)
+        if c.positional_embedding_type == "standard":
+            n = emb.shape[1]
+            pos = jnp.broadcast_to(self.W_pos[:n].astype(dt)[None], emb.shape)
+            emb = emb + hooks("hook_pos_embed", pos)
+        return emb
+
+    def __call__(self, inputs, hooks=NO_HOOKS, attention_mask=None):
+        resid = self.embed(inputs, hooks)
+        for block in self.blocks:
+            resid = block(resid, hooks, attention_mask)
+        if self.cfg.normalization_type is not None and self.cfg.final_norm:
+            resid = self.ln_final(resid, hooks)
+        if self.head is not None:
+            return self.head(resid, hooks=hooks)
+        if self.cfg.tie_embeddings:
+            logits = resid @ self.W_E.astype(resid.dtype).T
+        else:
+            logits = resid @ self.W_U.astype(resid.dtype)
+            if self.cfg.unembed_bias:
+                logits = logits + self.b_U.astype(resid.dtype)
+        return hooks("hook_logits", logits)  # [batch, pos, d_vocab_out]
