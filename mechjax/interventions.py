@@ -49,6 +49,7 @@ class Intervention:
     head_mask: Any = None
     pos_mask: Any = None
     neuron_mask: Any = None
+    active: Any = None  # scalar bool leaf gating the whole op (schedules); None = always on
     head_idx: tuple | None = dataclasses.field(default=None, metadata=dict(static=True))
     pos_idx: tuple | None = dataclasses.field(default=None, metadata=dict(static=True))
     neuron_idx: tuple | None = dataclasses.field(default=None, metadata=dict(static=True))
@@ -93,7 +94,20 @@ class Intervention:
             sel = m if sel is None else _and(sel, m)
         return sel
 
+    def when(self, active) -> Intervention:
+        """This intervention, applied only where the scalar `active` is true.
+
+        `active` is a leaf (e.g. `(step >= start) & (step < end)` inside a jitted
+        training step), so moving a schedule window never recompiles.
+        """
+        return dataclasses.replace(self, active=active)
+
     def apply(self, x, name: str):
+        if self.active is None:
+            return self._apply(x, name)
+        return jnp.where(jnp.asarray(self.active, bool), self._apply(x, name), x)
+
+    def _apply(self, x, name: str):
         axes = _hooks.site_axes(name)
         sel = self.selection(x.shape, axes)
         if self.op == "steer":
