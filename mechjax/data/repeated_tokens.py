@@ -1,0 +1,46 @@
+"""Repeated random tokens: the classic induction-head setting.
+
+A sequence is `L` uniformly random tokens followed by the same `L` tokens again (optionally
+after a BOS token). On the second copy every token is predictable from its earlier
+occurrence, so a model that forms induction heads drives the second-copy loss far below
+the first-copy loss (which cannot beat ln(d_vocab)).
+"""
+
+from __future__ import annotations
+
+import jax
+import jax.numpy as jnp
+
+
+def sample(key, batch_size: int, length: int, d_vocab: int, bos: int | None = None):
+    """Random tokens repeated once.
+
+    Args:
+      key: PRNG key.
+      batch_size, length: output is `[batch, 2 * length]` (`+1` with a BOS).
+      d_vocab: tokens are drawn uniformly from `[0, d_vocab)`, excluding `bos` if given.
+      bos: optional token id prepended to every sequence.
+
+    Returns:
+      int32 tokens `[batch, 2 * length (+1)]`; `tokens[:, o + length + i] == tokens[:, o + i]`
+      with `o = 1 if bos is not None else 0`.
+    """
+    if length < 1:
+        raise ValueError(f"repeated_tokens.sample: length must be >= 1, got {length}.")
+    if bos is not None and not 0 <= bos < d_vocab:
+        raise ValueError(f"repeated_tokens.sample: bos={bos} is outside [0, {d_vocab}).")
+    n_draw = d_vocab - (bos is not None)
+    if n_draw < 2:
+        raise ValueError(f"repeated_tokens.sample: d_vocab={d_vocab} leaves < 2 tokens to draw.")
+    first = jax.random.randint(key, (batch_size, length), 0, n_draw)
+    if bos is not None:  # skip the BOS id so it never appears inside a sequence
+        first = first + (first >= bos)
+    tokens = jnp.concatenate([first, first], axis=1)  # [batch, 2 * length]
+    if bos is not None:
+        tokens = jnp.concatenate([jnp.full((batch_size, 1), bos, first.dtype), tokens], axis=1)
+    return tokens.astype(jnp.int32)
+
+
+def batch(key, step, batch_size: int, length: int, d_vocab: int, bos: int | None = None):
+    """`sample` keyed by `fold_in(key, step)`: a pure function of (key, step)."""
+    return sample(jax.random.fold_in(key, step), batch_size, length, d_vocab, bos)
