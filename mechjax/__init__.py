@@ -10,6 +10,7 @@ logits, cache = mj.run(model, params, tokens, cache="blocks.*.attn.hook_pattern"
 from mechjax import hooks
 from mechjax.hooks import register_site_axes
 from mechjax.interventions import Intervention, ablate, clamp, hook, patch, steer
+from mechjax.io import from_pretrained, load_tokenizer
 from mechjax.models import VARIANTS, Transformer, TransformerConfig
 from mechjax.run import init, run, site_names, site_shapes
 
@@ -22,9 +23,11 @@ __all__ = [
     "TransformerConfig",
     "ablate",
     "clamp",
+    "from_pretrained",
     "hook",
     "hooks",
     "init",
+    "load_tokenizer",
     "patch",
     "register_site_axes",
     "run",

@@ -168,7 +168,8 @@ class MLP(nn.Module):
             W_gate = self.param("W_gate", init, (self.d_model, self.d_mlp), pd).astype(dt)
             pre = x @ W_gate  # [batch, pos, d_mlp]
             lin = x @ W_in
-            if self.use_bias:
+            if self.use_bias:  # HF Llama's mlp_bias puts a bias on gate, up and down
+                pre = pre + self.param("b_gate", zeros, (self.d_mlp,), pd).astype(dt)
                 lin = lin + self.param("b_in", zeros, (self.d_mlp,), pd).astype(dt)
             pre = hooks(f"{p}.hook_pre", pre)
             lin = hooks(f"{p}.hook_pre_linear", lin)
