@@ -436,3 +436,33 @@ def test_bad_config_and_constructor_arguments():
         mj.ablate("hook_embed", method="resample")
     with pytest.raises(TypeError, match="heads="):
         mj.ablate("blocks.0.attn.hook_z", heads=[0.5])
+
+
+def test_any_head_module_replaces_the_unembedding():
+    import flax.linen as nn
+
+    class TwoWayHead(nn.Module):
+        """Classifies from the last position; its own site is named like any other."""
+
+        @nn.compact
+        def __call__(self, resid, hooks=mj.hooks.NO_HOOKS):
+            out = nn.Dense(2, name="proj")(resid[:, -1])  # [batch, 2]
+            return hooks("head.hook_out", out)
+
+    mj.register_site_axes("hook_out", ("batch", "d_vocab"))
+    cfg = mj.TransformerConfig.from_variant("attn-only-2l")
+    model = mj.Transformer(cfg, head=TwoWayHead())
+    params = mj.init(model, jax.random.key(0))
+    assert "W_U" not in params["params"] and "head" in params["params"]
+    tokens = jnp.zeros((3, 5), jnp.int32)
+    out, cache = mj.run(
+        model,
+        params,
+        tokens,
+        cache="head.hook_out",
+        interventions=[mj.clamp("head.hook_out", jnp.array([1.0, -1.0]))],
+    )
+    assert out.shape == (3, 2)
+    np.testing.assert_array_equal(
+        cache["head.hook_out"], jnp.broadcast_to(jnp.array([1.0, -1.0]), (3, 2))
+    )

@@ -130,7 +130,8 @@ class Attention(nn.Module):
             scores = jnp.where(allowed, scores, -jnp.inf)
         scores = hooks(f"{p}.hook_attn_scores", scores)
         pattern = jax.nn.softmax(scores, axis=-1)
-        pattern = jnp.where(jnp.isnan(pattern), 0.0, pattern)  # rows with every key masked
+        if attention_mask is not None:  # a padded query row may have every key masked
+            pattern = jnp.where(jnp.isnan(pattern), 0.0, pattern)
         pattern = hooks(f"{p}.hook_pattern", pattern.astype(dt))  # [batch, head, q_pos, k_pos]
         z = jnp.einsum("bhqk,bkhe->bqhe", pattern, v)
         z = hooks(f"{p}.hook_z", z)  # [batch, pos, head, d_head]
@@ -294,7 +295,7 @@ class Transformer(nn.Module):
         emb = None
         if tokens is not None:
             safe = tokens if is_vec is None else jnp.where(is_vec, 0, tokens)
-            emb = jnp.take(self.W_E, safe, axis=0).astype(dt)  # [batch, pos, d_model]
+            emb = self.W_E[safe].astype(dt)  # [batch, pos, d_model]
         if vectors is not None:
             vec = vectors.astype(dt) @ self.W_vec.astype(dt) + self.b_vec.astype(dt)
             emb = vec if emb is None else jnp.where(is_vec[..., None], vec, emb)
@@ -306,9 +307,27 @@ class Transformer(nn.Module):
         return emb
 
     def __call__(self, inputs, hooks=NO_HOOKS, attention_mask=None):
-        resid = self.embed(inputs, hooks)
-        for block in self.blocks:
+        return self.forward_from(self.embed(inputs, hooks), hooks, attention_mask)
+
+    def forward_from(
+        self, resid, hooks=NO_HOOKS, attention_mask=None, start_layer: int = 0, positions=None
+    ):
+        """Runs blocks `start_layer, ...` and the unembed (or head) on `resid`.
+
+        Used by analyses that patch inside layer L: layers < L cannot change, so they run once
+        and the patched forwards start here (`model.apply(v, resid, ..., method="forward_from")`).
+
+        Args:
+          resid: the value entering `blocks.{start_layer}.hook_resid_pre`, `[batch, pos, d_model]`.
+          start_layer: static int in `[0, n_layers]`.
+          positions: optional static tuple of positions; the final norm and unembed (or head)
+            see only these, so logits are `[batch, len(positions), d_vocab_out]`. For metrics
+            that read only some positions (e.g. the last); None keeps every position.
+        """
+        for block in self.blocks[start_layer:]:
             resid = block(resid, hooks, attention_mask)
+        if positions is not None:
+            resid = resid[:, list(positions)]  # [batch, len(positions), d_model]
         if self.cfg.normalization_type is not None and self.cfg.final_norm:
             resid = self.ln_final(resid, hooks)
         if self.head is not None:
