@@ -1,0 +1,424 @@
+"""The one training loop: `train_and_evaluate(config, workdir, task)`.
+
+Every model of `task.models` is trained by ONE jitted, vmapped program: parameters, optimizer
+state and data keys carry a leading `[n_models]` axis. Each host call runs `steps_per_call`
+steps with `lax.scan`; the scan length is fixed and steps past the next eval/checkpoint
+boundary are skipped with `lax.cond`, so a run compiles its train step exactly once and a
+resumed run executes the very same program (bit-identical parameters).
+
+Keys: model m gets `fold_in(key(config.seed), models[m].seed)`, split by `fold_in` into init
+(0), data (1) and eval (2) keys; step s of model m uses `fold_in(data_key, s)`. Data is
+therefore a pure function of (seed, step).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import sys
+import threading
+import time
+
+import jax
+import jax.numpy as jnp
+import ml_collections
+import numpy as np
+import optax
+
+from mechjax.train import sharding as shd
+from mechjax.train.checkpoint import Checkpointer
+from mechjax.train.config import fill_defaults, validate_config
+from mechjax.train.errors import ConfigError, TrainingDiverged, WorkdirError
+from mechjax.train.metrics import MetricWriter
+from mechjax.train.report import RUN_FILE, write_report
+from mechjax.train.task import Task
+
+CONFIG_FILE = "config.json"
+MODEL_CONFIG_FILE = "model_config.json"
+
+
+def make_schedule(config) -> optax.Schedule:
+    """Learning-rate schedule from config.schedule / lr / warmup_steps / total_steps."""
+    lr, total, warm = config.lr, config.total_steps, config.warmup_steps
+    if config.schedule == "constant":
+        if warm:
+            return optax.join_schedules(
+                [optax.linear_schedule(0.0, lr, warm), optax.constant_schedule(lr)], [warm]
+            )
+        return optax.constant_schedule(lr)
+    if config.schedule == "cosine":
+        return optax.cosine_decay_schedule(lr, total)
+    return optax.warmup_cosine_decay_schedule(0.0, lr, warm, total)
+
+
+def make_optimizer(config) -> optax.GradientTransformation:
+    """optax optimizer (with optional global-norm clipping) from the config."""
+    sched = make_schedule(config)
+    if config.optimizer == "adam":
+        opt = optax.adam(sched)
+    elif config.optimizer == "adamw":
+        opt = optax.adamw(sched, weight_decay=config.weight_decay)
+    else:
+        opt = optax.sgd(sched)
+    if config.grad_clip > 0:
+        opt = optax.chain(optax.clip_by_global_norm(config.grad_clip), opt)
+    return opt
+
+
+def _stack_conds(task: Task):
+    conds = [m.cond for m in task.models]
+    return jax.tree.map(lambda *xs: np.stack([np.asarray(x) for x in xs]), *conds)
+
+
+class Trainer:
+    """The jitted pieces of the loop for one (config, task, mesh).
+
+    `traces` counts how often each jitted function was traced: the train step must be traced
+    once per Trainer whatever the condition values or intervention windows (tests assert it).
+    """
+
+    def __init__(self, config, task: Task, mesh=None):
+        self.config, self.task = config, task
+        self.mesh = shd.make_mesh(config.data_parallel) if mesh is None else mesh
+        self.rep = shd.replicated(self.mesh)
+        self.tx = make_optimizer(config)
+        self.schedule = make_schedule(config)
+        self.names = [m.name for m in task.models]
+        self.n_models = len(self.names)
+        self.length = min(config.steps_per_call, config.total_steps)
+        self.traces = {"init": 0, "train": 0, "eval": 0}
+        self.conds = jax.tree.map(lambda x: shd.to_global(x, self.rep), _stack_conds(task))
+        seeds = np.asarray([m.seed for m in task.models], np.int32)
+        self.seeds = shd.to_global(seeds, self.rep)
+        n_data = self.mesh.shape[shd.DATA]
+        if config.batch_size % n_data:
+            raise ConfigError(
+                f"config.batch_size={config.batch_size} is not divisible by the {n_data} devices "
+                f"on the data axis; use a multiple of {n_data} or set config.data_parallel."
+            )
+        rep = self.rep
+        self._init = jax.jit(self._init_impl, out_shardings=rep)
+        self._train = jax.jit(self._train_impl, out_shardings=rep, donate_argnums=(0, 1))
+        self._eval = jax.jit(self._eval_impl, out_shardings=rep)
+
+    # -- keys -------------------------------------------------------------------------------------
+    def _keys(self, seeds, which: int):
+        base = jax.random.key(self.config.seed)
+        return jax.vmap(lambda s: jax.random.fold_in(jax.random.fold_in(base, s), which))(seeds)
+
+    # -- traced functions -------------------------------------------------------------------------
+    def _init_impl(self, seeds):
+        self.traces["init"] += 1
+        params = jax.vmap(self.task.init)(self._keys(seeds, 0))
+        return params, jax.vmap(self.tx.init)(params)
+
+    def _one_step(self, params, opt_state, cond, data_key, step):
+        """One update of one model (vmapped over models by the caller)."""
+        batch = self.task.batch(jax.random.fold_in(data_key, step), step)
+        batch = shd.constrain_batch(batch, self.mesh)
+        ivs = tuple(self.task.interventions(cond, step))
+        (loss, metrics), grads = jax.value_and_grad(self.task.loss, has_aux=True)(
+            params, batch, ivs
+        )
+        updates, opt_state = self.tx.update(grads, opt_state, params)
+        return optax.apply_updates(params, updates), opt_state, loss, dict(metrics)
+
+    def _train_impl(self, params, opt_state, conds, seeds, start, n):
+        self.traces["train"] += 1
+        data_keys = self._keys(seeds, 1)
+        step_all = jax.vmap(self._one_step, in_axes=(0, 0, 0, 0, None))
+
+        def run(carry, step):
+            p, o, loss, metrics = step_all(*carry, conds, data_keys, step)
+            return (p, o), (loss, metrics)
+
+        out_shape = jax.eval_shape(run, (params, opt_state), start)[1]
+
+        def body(carry, i):
+            # Steps past `n` are skipped so one compiled scan length serves every chunk.
+            return jax.lax.cond(
+                i < n,
+                lambda c: run(c, start + i),
+                lambda c: (c, jax.tree.map(lambda s: jnp.zeros(s.shape, s.dtype), out_shape)),
+                carry,
+            )
+
+        (params, opt_state), (losses, metrics) = jax.lax.scan(
+            body, (params, opt_state), jnp.arange(self.length)
+        )
+        return params, opt_state, losses, metrics  # losses: [length, n_models]
+
+    def _eval_impl(self, params, conds, seeds, step):
+        self.traces["eval"] += 1
+        keys = self._keys(seeds, 2)
+
+        def one(p, c, k):
+            ivs = tuple(self.task.interventions(c, step))
+            return dict(self.task.evaluate(p, c, jax.random.fold_in(k, step), ivs))
+
+        return jax.vmap(one)(params, conds, keys)
+
+    # -- host API ---------------------------------------------------------------------------------
+    def init(self):
+        return self._init(self.seeds)
+
+    def train_chunk(self, params, opt_state, start: int, n: int, conds=None):
+        """Runs steps start..start+n-1 (n <= steps_per_call) for every model.
+
+        Returns (params, opt_state, losses [n, n_models], metrics {name: [n, n_models]}) with
+        losses/metrics on the host.
+        """
+        conds = self.conds if conds is None else conds
+        start_arr = shd.to_global(np.int32(start), self.rep)
+        n_arr = shd.to_global(np.int32(n), self.rep)
+        params, opt_state, losses, metrics = self._train(
+            params, opt_state, conds, self.seeds, start_arr, n_arr
+        )
+        losses, metrics = shd.fetch((losses, metrics))
+        return params, opt_state, losses[:n], {k: v[:n] for k, v in metrics.items()}
+
+    def evaluate(self, params, step: int) -> dict:
+        if self.task.evaluate is None:
+            return {}
+        out = self._eval(params, self.conds, self.seeds, shd.to_global(np.int32(step), self.rep))
+        return shd.fetch(out)
+
+
+# ------------------------------------------------------------------------------------------------
+
+
+def _boundaries(config, start: int) -> list[int]:
+    """Steps after which the host must act (log/eval/checkpoint/end), sorted, > start."""
+    total = config.total_steps
+    every = [config.eval_every, config.log_every or config.eval_every, config.checkpoint_every]
+    stops = {total} | {s for s in config.checkpoint_steps if start < s < total}
+    for e in every:
+        if e:
+            stops |= set(range((start // e + 1) * e, total, e))
+    return sorted(s for s in stops if s > start)
+
+
+def _check_workdir(workdir: str) -> None:
+    try:
+        os.makedirs(workdir, exist_ok=True)
+        probe = os.path.join(workdir, f".write_test_{os.getpid()}")
+        with open(probe, "w") as f:
+            f.write("ok")
+        os.remove(probe)
+    except OSError as e:
+        raise WorkdirError(
+            f"cannot write to workdir {workdir!r} ({e.strerror or e}). Choose a directory you can "
+            f"write to (--workdir DIR), fix its permissions, or free disk space; nothing was run."
+        ) from None
+
+
+def _write_json(path: str, obj) -> None:
+    tmp = path + ".tmp"
+    with open(tmp, "w") as f:
+        json.dump(obj, f, indent=1, default=str)
+    os.replace(tmp, path)  # atomic: a kill never leaves half a file
+
+
+def _save_run_files(config, workdir: str, task: Task, run_info: dict) -> None:
+    from mechjax.models import Transformer
+
+    path = os.path.join(workdir, CONFIG_FILE)
+    new = json.loads(config.to_json_best_effort())
+    if os.path.exists(path):
+        with open(path) as f:
+            old = json.load(f)
+        changed = sorted(k for k in set(old) | set(new) if old.get(k) != new.get(k))
+        if changed:
+            print(
+                f"note: resuming {workdir} with changed config keys {changed}",
+                file=sys.stderr,
+            )
+    _write_json(path, new)
+    cfg = getattr(task.model, "cfg", None)
+    if cfg is not None and hasattr(cfg, "to_json"):
+        with open(os.path.join(workdir, MODEL_CONFIG_FILE), "w") as f:
+            f.write(cfg.to_json())
+    kind = (
+        "Transformer" if isinstance(task.model, Transformer) and task.model.head is None else "task"
+    )
+    _write_json(os.path.join(workdir, RUN_FILE), dict(run_info, model_kind=kind))
+
+
+class _SigintFlag:
+    """First Ctrl-C sets a flag (checked between host calls); a second one interrupts at once."""
+
+    def __init__(self):
+        self.hit = False
+        self._old = None
+
+    def __enter__(self):
+        if threading.current_thread() is threading.main_thread():
+            self._old = signal.signal(signal.SIGINT, self._handler)
+        return self
+
+    def _handler(self, signum, frame):
+        if self.hit:
+            raise KeyboardInterrupt
+        self.hit = True
+
+    def __exit__(self, *exc):
+        if self._old is not None:
+            signal.signal(signal.SIGINT, self._old)
+        return False
+
+
+def train_and_evaluate(config, workdir: str, task: Task, *, root: str | None = None) -> dict:
+    """Trains every model of `task`, evaluating, logging and checkpointing; returns the summary.
+
+    Rerunning with the same workdir resumes from the latest checkpoint.
+
+    Args:
+      config: ConfigDict with the runner keys (missing ones default from `base_config()`).
+      workdir: output directory (created); gets metrics.jsonl, checkpoints/, tensorboard/,
+        report.md, plot_*.png, summary.json, config.json, model_config.json, run.json.
+      task: the experiment's `Task`.
+      root: repo root holding experiments/ (recorded so `mj.load_run` can rebuild the task).
+
+    Returns:
+      the summary dict (also in DIR/summary.json).
+
+    Raises:
+      ConfigError / WorkdirError before anything runs; TrainingDiverged on a NaN/inf loss
+      (last good checkpoint kept); KeyboardInterrupt after saving a checkpoint on Ctrl-C.
+    """
+    if not isinstance(task, Task):
+        raise TypeError(f"task must be a mechjax.train.Task, got {type(task).__name__}")
+    config = fill_defaults(config) if isinstance(config, ml_collections.ConfigDict) else config
+    validate_config(config)
+    workdir = os.path.abspath(workdir)
+    lead = jax.process_index() == 0
+    if lead:
+        _check_workdir(workdir)
+    trainer = Trainer(config, task, None)
+    run_info = {
+        "experiment": config.experiment,
+        "models": trainer.names,
+        "root": root,
+        "status": "running",
+        "processes": jax.process_count(),
+        "devices": len(trainer.mesh.devices.flat),
+        "jax": jax.__version__,
+    }
+    if lead:
+        _save_run_files(config, workdir, task, run_info)
+
+    ckpt = Checkpointer(workdir, config.keep_checkpoints, config.checkpoint_steps)
+    writer = MetricWriter(workdir, enabled=lead)
+    params, opt_state = trainer.init()
+    step = 0
+    latest = ckpt.latest_step()
+    if latest is not None:
+        params, opt_state, meta = ckpt.restore(latest, params, opt_state)
+        if meta.get("models") != trainer.names:
+            raise ConfigError(
+                f"{workdir} holds a checkpoint of models {meta.get('models')} but this task trains "
+                f"{trainer.names}; use a new --workdir or the original config."
+            )
+        step = latest
+        writer.truncate_after(step)
+
+    def save(s):
+        ckpt.save(s, params, opt_state, {"models": trainer.names})
+
+    def log_eval(s):
+        ev = trainer.evaluate(params, s)
+        for m, name in enumerate(trainer.names):
+            if ev:
+                writer.write(s, name, "eval", {k: v[m] for k, v in ev.items()})
+        writer.flush()
+
+    from tqdm.auto import tqdm
+
+    show = bool(config.progress) and lead and sys.stderr.isatty()
+    bar = tqdm(total=config.total_steps, initial=step, disable=not show, unit="step")
+    sums = None
+    count = 0
+    log_every = config.log_every or config.eval_every
+    t_first = None
+    steps_after_first = 0
+    t0 = time.time()
+    status = "finished"
+    try:
+        with _SigintFlag() as sigint:
+            if step == 0:
+                log_eval(0)
+            for stop in _boundaries(config, step):
+                while step < stop:
+                    n = min(trainer.length, stop - step)
+                    new_p, new_o, losses, metrics = trainer.train_chunk(params, opt_state, step, n)
+                    bad = ~np.isfinite(losses)
+                    if bad.any():
+                        i, m = np.argwhere(bad)[0]
+                        last = ckpt.latest_step()
+                        kept = (
+                            f"the last good checkpoint (step {last}) is kept in {ckpt.directory}"
+                            if last is not None
+                            else "no checkpoint had been saved yet"
+                        )
+                        status = f"diverged at step {step + i}"
+                        raise TrainingDiverged(
+                            f"training diverged: the loss of model {trainer.names[m]!r} became "
+                            f"{losses[i, m]} at step {step + i}; {kept}. Lower config.lr "
+                            f"(now {config.lr}), set config.grad_clip (e.g. 1.0), or check the loss "
+                            f"for log(0) / division by zero.",
+                            step=int(step + i),
+                            model=trainer.names[m],
+                        )
+                    params, opt_state = new_p, new_o
+                    chunk = {"loss": losses, **metrics}
+                    part = {k: np.asarray(v, np.float64).sum(0) for k, v in chunk.items()}
+                    sums = part if sums is None else {k: sums[k] + part[k] for k in part}
+                    count += n
+                    step += n
+                    if t_first is None:
+                        t_first = time.time()  # everything before includes compilation
+                    else:
+                        steps_after_first += n
+                    bar.update(n)
+                    bar.set_postfix(loss=f"{float(losses[-1].mean()):.4g}")
+                    if sigint.hit:
+                        raise KeyboardInterrupt
+                if step % log_every == 0 or step == config.total_steps:
+                    lr = float(trainer.schedule(step - 1))
+                    for m, name in enumerate(trainer.names):
+                        rec = {k: v[m] / count for k, v in sums.items()}
+                        writer.write(step, name, "train", dict(rec, lr=lr))
+                    sums, count = None, 0
+                if step % config.eval_every == 0 or step == config.total_steps:
+                    log_eval(step)
+                periodic = config.checkpoint_every and step % config.checkpoint_every == 0
+                if periodic or step in ckpt.explicit or step == config.total_steps:
+                    save(step)
+    except KeyboardInterrupt:
+        save(step)  # params/opt_state always hold a complete, consistent step
+        status = f"interrupted at step {step} (checkpoint saved)"
+        raise
+    finally:
+        bar.close()
+        writer.close()
+        ckpt.close()
+        if lead:
+            elapsed = (time.time() - t_first) if t_first else 0.0
+            sps = steps_after_first / elapsed if elapsed > 0 and steps_after_first else None
+            run_info.update(
+                status=status,
+                wall_time_s=time.time() - t0,
+                steps_per_sec=sps,
+                model_steps_per_sec=None if sps is None else sps * trainer.n_models,
+            )
+            with open(os.path.join(workdir, RUN_FILE)) as f:
+                run_info["model_kind"] = json.load(f).get("model_kind")
+            _write_json(os.path.join(workdir, RUN_FILE), run_info)
+            if status != "finished":
+                try:  # a partial report still helps to see what happened before the stop
+                    write_report(workdir, None)
+                except Exception as e:  # noqa: BLE001 - never mask the real error
+                    print(f"note: could not write the partial report: {e}", file=sys.stderr)
+    summary = write_report(workdir, task.report) if lead else {}
+    return summary
