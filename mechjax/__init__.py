@@ -13,6 +13,7 @@ from mechjax.interventions import Intervention, ablate, clamp, hook, patch, stee
 from mechjax.io import from_pretrained, load_tokenizer
 from mechjax.models import VARIANTS, Transformer, TransformerConfig
 from mechjax.run import init, run, site_names, site_shapes
+from mechjax.train.load import load_run
 
 __version__ = "0.1.0"
 
@@ -27,6 +28,7 @@ __all__ = [
     "hook",
     "hooks",
     "init",
+    "load_run",
     "load_tokenizer",
     "patch",
     "register_site_axes",
