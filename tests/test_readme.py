@@ -1,0 +1,25 @@
+"""The README's python examples run as written (in order, sharing one namespace)."""
+
+import pathlib
+import re
+
+import pytest
+
+README = pathlib.Path(__file__).resolve().parents[1] / "README.md"
+
+
+def _blocks():
+    return re.findall(r"```python\n(.*?)```", README.read_text(), flags=re.S)
+
+
+@pytest.mark.skipif(not README.exists(), reason="no README")
+def test_readme_python_blocks_run(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    blocks = _blocks()
+    assert blocks, "README has no python examples"
+    namespace: dict = {}
+    for i, code in enumerate(blocks):
+        try:
+            exec(compile(code, f"README.md[python block {i}]", "exec"), namespace)
+        except Exception as e:  # pragma: no cover - the message is the point
+            raise AssertionError(f"README python block {i} failed: {e!r}\n{code}") from e
