@@ -7,7 +7,8 @@ logits, cache = mj.run(model, params, tokens, cache="blocks.*.attn.hook_pattern"
                        interventions=[mj.ablate("blocks.0.attn.hook_z", heads=[1])])
 """
 
-from mechjax import hooks
+from mechjax import edit, hooks
+from mechjax.analysis import metrics, patching
 from mechjax.hooks import register_site_axes
 from mechjax.interventions import Intervention, ablate, clamp, hook, patch, steer
 from mechjax.io import from_pretrained, load_tokenizer
@@ -25,8 +26,11 @@ __all__ = [
     "ablate",
     "clamp",
     "from_pretrained",
+    "edit",
     "hook",
     "hooks",
+    "metrics",
+    "patching",
     "init",
     "load_run",
     "load_tokenizer",
