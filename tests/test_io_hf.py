@@ -9,6 +9,7 @@ and bf16 checkpoints, tokenizer.json, and every host-side error. Nothing is down
 import json
 import shutil
 
+import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
@@ -21,6 +22,13 @@ st_numpy = pytest.importorskip("safetensors.numpy")
 
 TOL = 1e-4
 VOCAB = 80
+
+
+@pytest.fixture(autouse=True)
+def _full_precision_matmuls():
+    # GPUs default to TF32 matmuls (~1e-3 error), which would swamp the 1e-4 comparison.
+    with jax.default_matmul_precision("highest"):
+        yield
 
 
 def _randomize(model, seed):
@@ -356,12 +364,19 @@ def test_error_unexpected_tensor(tmp_path, gpt2_folder):
         mj.from_pretrained(folder)
 
 
-def test_ignores_recomputed_buffers(tmp_path, gpt2_folder):
+def test_base_model_layout_and_recomputed_buffers(tmp_path, gpt2_folder):
+    """The original GPT-2 upload: no `transformer.` prefix, plus causal-mask buffers."""
     folder = _copy(gpt2_folder, tmp_path)
-    mask = np.tril(np.ones((1, 1, 24, 24), np.float32))  # old GPT-2 uploads store this buffer
-    _rewrite_weights(folder, lambda t: {**t, "transformer.h.0.attn.bias": mask})
+    mask = np.tril(np.ones((1, 1, 24, 24), np.float32))
+
+    def old_layout(t):
+        t = {k.removeprefix("transformer."): v for k, v in t.items()}
+        return {**t, "h.0.attn.bias": mask, "h.1.attn.bias": mask}
+
+    _rewrite_weights(folder, old_layout)
     _, params = mj.from_pretrained(folder)
-    assert "W_U" in params["params"]
+    _, reference = mj.from_pretrained(gpt2_folder)
+    jax.tree.map(np.testing.assert_array_equal, params, reference)
 
 
 def test_error_wrong_shape(tmp_path, gpt2_folder):
