@@ -189,6 +189,21 @@ def test_config_fields_follow_hf(tmp_path_factory):
     }
 
 
+def test_pre_v5_config_fields(tmp_path_factory):
+    """config.json written by transformers 4.x: top-level rotary_pct / rotary_emb_base /
+    rope_theta / rope_scaling instead of transformers 5's `rope_parameters`."""
+    _, folder = _saved(tmp_path_factory, "neox_parallel_partial_rotary")
+    new = mj.from_pretrained(folder)[0].cfg
+    _edit_config(folder, rope_parameters=None, rotary_pct=0.5, rotary_emb_base=5000)
+    old = mj.from_pretrained(folder)[0].cfg
+    assert (old.rotary_dim, old.rotary_base) == (4, 5000.0) and old == new
+    _, folder = _saved(tmp_path_factory, "llama_gqa_tied")
+    new = mj.from_pretrained(folder)[0].cfg
+    _edit_config(folder, rope_parameters=None, rope_theta=500.0, rope_scaling=None)
+    old = mj.from_pretrained(folder)[0].cfg
+    assert old.rotary_base == 500.0 and old == new
+
+
 def test_tied_embeddings_written_as_untied_W_U(tmp_path_factory):
     hf_model, folder = _saved(tmp_path_factory, "gpt2_tied")
     _, params = mj.from_pretrained(folder)
@@ -323,8 +338,9 @@ def test_error_unsupported_model_type(tmp_path, gpt2_folder):
         ({"rope_parameters": {"rope_type": "linear", "factor": 2.0, "rope_theta": 1e4}}, "linear"),
         ({"rope_scaling": {"type": "dynamic", "factor": 2.0}, "rope_parameters": None}, "dynamic"),
         ({"hidden_act": "mish"}, "hidden_act='mish'"),
+        ({"quantization_config": {"quant_method": "gptq", "bits": 4}}, "gptq"),
     ],
-    ids=["rope_parameters_linear", "old_rope_scaling", "activation"],
+    ids=["rope_parameters_linear", "old_rope_scaling", "activation", "quantized"],
 )
 def test_error_unsupported_settings(tmp_path_factory, changes, match):
     _, folder = _saved(tmp_path_factory, "llama_gqa_tied")
@@ -333,7 +349,7 @@ def test_error_unsupported_settings(tmp_path_factory, changes, match):
         mj.from_pretrained(folder)
 
 
-def test_error_gpt2_cross_attention(tmp_path, gpt2_folder):
+def test_error_gpt2_attention_scaling(tmp_path, gpt2_folder):
     folder = _copy(gpt2_folder, tmp_path)
     _edit_config(folder, scale_attn_by_inverse_layer_idx=True)
     with pytest.raises(NotImplementedError, match="scale_attn_by_inverse_layer_idx"):

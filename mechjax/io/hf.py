@@ -493,6 +493,9 @@ def config_from_hf(hf: dict, dtype="float32") -> TransformerConfig:
             + f" is not supported; supported model_type values: {list(SUPPORTED_MODEL_TYPES)} "
             "(GPT-2, GPT-NeoX/Pythia, Llama)."
         )
+    if hf.get("quantization_config"):
+        method = hf["quantization_config"].get("quant_method", "?")
+        _unsupported(mt, f"quantized weights (quantization_config, quant_method={method!r})")
     name = _dtype_name(dtype)
     cfg = _FAMILIES[mt][1](hf)
     arch = (hf.get("architectures") or [mt])[0]
