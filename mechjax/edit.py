@@ -368,15 +368,8 @@ def _bias_flags_needed(cfg, p, has_head: bool) -> dict:
         blk = p[f"blocks_{layer}"]
         if not cfg.attn_bias and _maybe_nonzero(blk["ln1"]["b"]):
             need["attn_bias"] = True
-        if not cfg.attn_only and _maybe_nonzero(blk["ln2"]["b"]):
-            if cfg.gated_mlp:
-                raise ValueError(
-                    f"fold_layer_norm: gated_mlp models with a LayerNorm bias: blocks_{layer}/ln2/b "
-                    f"is non-zero but the model has no b_gate to fold it into; use "
-                    f"fold_ln=False for this model."
-                )
-            if not cfg.mlp_bias:
-                need["mlp_bias"] = True
+        if not cfg.attn_only and not cfg.mlp_bias and _maybe_nonzero(blk["ln2"]["b"]):
+            need["mlp_bias"] = True
     if _has_final_ln(cfg) and not has_head and not cfg.unembed_bias:
         if _maybe_nonzero(p["ln_final"]["b"]):
             need["unembed_bias"] = True
@@ -398,6 +391,8 @@ def _add_zero_biases(cfg, p, flags):
             )
         if flags.get("mlp_bias"):
             blk["mlp"].update(b_in=jnp.zeros((cfg.mlp_dim,), dt), b_out=jnp.zeros((D,), dt))
+            if cfg.gated_mlp:
+                blk["mlp"]["b_gate"] = jnp.zeros((cfg.mlp_dim,), dt)
     if flags.get("unembed_bias"):
         p["b_U"] = jnp.zeros((cfg.vocab_out,), p["W_U"].dtype)
 
@@ -469,7 +464,7 @@ def fold_layer_norm(model, params, *, center_weights: bool = True):
             m = blk["mlp"]
             mats = [(m, "W_in", "b_in" if cfg.mlp_bias else None, 0)]
             if cfg.gated_mlp:
-                mats.append((m, "W_gate", None, 0))
+                mats.append((m, "W_gate", "b_gate" if cfg.mlp_bias else None, 0))
             _fold_into(blk["ln2"], mats, center)
     if _has_final_ln(cfg) and not has_head:
         _fold_into(p["ln_final"], [(p, "W_U", "b_U" if cfg.unembed_bias else None, 0)], center)

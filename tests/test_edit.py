@@ -40,7 +40,7 @@ def _perturb(params, seed=0):
     return jax.tree_util.tree_map_with_path(f, params)
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def _setup(variant, **overrides):
     model = _make(variant, **overrides)
     params = _perturb(mj.init(model, jax.random.key(1)))
@@ -215,10 +215,21 @@ def test_fold_layer_norm_adds_missing_unembed_bias():
     assert model.cfg.unembed_bias is False  # the input model is untouched
 
 
-def test_fold_layer_norm_adds_missing_block_biases():
-    model, params, tokens, base = _setup("gpt2-tiny", attn_bias=False, mlp_bias=False)
+@pytest.mark.parametrize(
+    "variant,overrides",
+    [
+        ("gpt2-tiny", (("attn_bias", False), ("mlp_bias", False))),
+        ("llama-tiny", (("normalization_type", "LN"),)),  # gated MLP: ln2.b -> new b_gate
+    ],
+    ids=["gpt2-no-biases", "llama-layernorm-gated"],
+)
+def test_fold_layer_norm_adds_missing_block_biases(variant, overrides):
+    model, params, tokens, base = _setup(variant, **dict(overrides))
+    assert not model.cfg.attn_bias and not model.cfg.mlp_bias
     new_model, folded = edit.fold_layer_norm(model, params)
     assert new_model.cfg.attn_bias and new_model.cfg.mlp_bias
+    mlp = folded["params"]["blocks_1"]["mlp"]
+    assert ("b_gate" in mlp) == model.cfg.gated_mlp
     assert _max_diff(_logits(new_model, folded, tokens), base) <= 1e-4
 
 
