@@ -268,7 +268,9 @@ class _SigintFlag:
         return False
 
 
-def train_and_evaluate(config, workdir: str, task: Task, *, root: str | None = None) -> dict:
+def train_and_evaluate(
+    config, workdir: str, task: Task, *, root: str | None = None, return_params: bool = False
+):
     """Trains every model of `task`, evaluating, logging and checkpointing; returns the summary.
 
     Rerunning with the same workdir resumes from the latest checkpoint.
@@ -279,9 +281,10 @@ def train_and_evaluate(config, workdir: str, task: Task, *, root: str | None = N
         report.md, plot_*.png, summary.json, config.json, model_config.json, run.json.
       task: the experiment's `Task`.
       root: repo root holding experiments/ (recorded so `mj.load_run` can rebuild the task).
+      return_params: also return this process's final params (host numpy, [n_models, ...]).
 
     Returns:
-      the summary dict (also in DIR/summary.json).
+      the summary dict (also in DIR/summary.json); `(summary, params)` with `return_params`.
 
     Raises:
       ConfigError / WorkdirError before anything runs; TrainingDiverged on a NaN/inf loss
@@ -421,4 +424,4 @@ def train_and_evaluate(config, workdir: str, task: Task, *, root: str | None = N
                 except Exception as e:  # noqa: BLE001 - never mask the real error
                     print(f"note: could not write the partial report: {e}", file=sys.stderr)
     summary = write_report(workdir, task.report) if lead else {}
-    return summary
+    return (summary, shd.fetch(params)) if return_params else summary

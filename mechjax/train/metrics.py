@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import math
 import os
+import sys
 
 import numpy as np
 
@@ -36,6 +37,23 @@ def read_records(workdir: str) -> list[dict]:
     return out
 
 
+def _tensorboardx_writer():
+    """tensorboardX.SummaryWriter, imported without pulling in torch (5 s) when it is not loaded.
+
+    tensorboardX imports torch only to accept torch tensors; we log Python floats.
+    """
+    if "torch" in sys.modules:
+        from tensorboardX import SummaryWriter
+
+        return SummaryWriter
+    sys.modules["torch"] = None  # makes `import torch` raise ImportError inside tensorboardX
+    try:
+        from tensorboardX import SummaryWriter
+    finally:
+        del sys.modules["torch"]  # a later `import torch` by the user works as usual
+    return SummaryWriter
+
+
 class MetricWriter:
     """Appends records to metrics.jsonl and scalars to TensorBoard (process 0 only)."""
 
@@ -48,8 +66,7 @@ class MetricWriter:
             return
         self._file = open(self.path, "a")
         if tensorboard:
-            from tensorboardX import SummaryWriter
-
+            SummaryWriter = _tensorboardx_writer()
             self._tb = SummaryWriter(logdir=os.path.join(workdir, TB_DIR), flush_secs=30)
 
     def truncate_after(self, step: int) -> None:
