@@ -148,6 +148,26 @@ def _cfg(model, fn: str):
     return cfg
 
 
+def _check_matches(cfg, p, fn: str) -> None:
+    """Params belong to this config (layer count and attention shapes)."""
+    if _n_layers(p) != cfg.n_layers:
+        raise ValueError(
+            f"{fn}: params have {_n_layers(p)} blocks but model.cfg.n_layers={cfg.n_layers}; "
+            f"pass the model these params were made for."
+        )
+    a = _attn(p, 0, fn)
+    want = {
+        "W_Q": (cfg.n_heads, cfg.d_model, cfg.head_dim),
+        "W_K": (cfg.kv_heads, cfg.d_model, cfg.head_dim),
+    }
+    for name, shape in want.items():
+        if tuple(a[name].shape) != shape:
+            raise ValueError(
+                f"{fn}: blocks_0/attn/{name} has shape {tuple(a[name].shape)} but model.cfg "
+                f"expects {shape}; pass the model these params were made for."
+            )
+
+
 # ----------------------------------------------------------------------------------------------
 # Head edits
 # ----------------------------------------------------------------------------------------------
@@ -343,6 +363,7 @@ def untie_embeddings(model, params):
     if not cfg.tie_embeddings:
         raise ValueError("untie_embeddings: the model is not tied (cfg.tie_embeddings=False)")
     p, wrap = _unwrap(params, "untie_embeddings")
+    _check_matches(cfg, p, "untie_embeddings")
     p["W_U"] = jnp.asarray(p["W_E"]).T  # [d_model, d_vocab]
     return model.clone(cfg=cfg.replace(tie_embeddings=False, unembed_bias=False)), wrap(p)
 
@@ -441,6 +462,7 @@ def fold_layer_norm(model, params, *, center_weights: bool = True):
     fn = "fold_layer_norm"
     cfg = _cfg(model, fn)
     p, wrap = _unwrap(params, fn)
+    _check_matches(cfg, p, fn)
     if cfg.normalization_type is None:
         return model, wrap(p)
     has_head = getattr(model, "head", None) is not None
@@ -504,6 +526,7 @@ def center_writing_weights(model, params):
     if cfg.tie_embeddings:
         raise _tied_error(fn, "centring W_E")
     p, wrap = _unwrap(params, fn)
+    _check_matches(cfg, p, fn)
 
     def center(box, name):
         if name in box:
@@ -589,6 +612,7 @@ def process_weights(
       `(model, params)`.
     """
     cfg = _cfg(model, "process_weights")
+    _check_matches(cfg, _unwrap(params, "process_weights")[0], "process_weights")
     has_head = getattr(model, "head", None) is not None
     do_center = center_writing_weights and _centering_problem(cfg, "") is None
     needs_untied = (fold_ln and _has_final_ln(cfg)) or do_center or center_unembed

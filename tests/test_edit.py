@@ -326,6 +326,23 @@ def test_edits_do_not_mutate_inputs():
     assert "b_U" not in params["params"]
 
 
+def test_project_out_under_jit_and_grad():
+    """Values may be traced: the edit is usable inside jit and differentiable in direction."""
+    _, params, _, _ = _setup("gpt2-tiny")
+    v = np.random.default_rng(4).standard_normal(64).astype(np.float32)
+    eager = edit.project_out(params, v, {1: [3]})
+    jitted = jax.jit(lambda p, d: edit.project_out(p, d, {1: [3]}))(params, v)
+    for k, x in _leaves(eager).items():
+        np.testing.assert_allclose(_leaves(jitted)[k], x, atol=1e-6, err_msg=k)
+
+    def written_along(d):  # |W_O[3] d_hat| after the edit: should be ~0 with ~0 gradient
+        W = edit.project_out(params, d, {1: [3]})["params"]["blocks_1"]["attn"]["W_O"][3]
+        return jnp.sum((W @ (d / jnp.linalg.norm(d))) ** 2)
+
+    assert float(written_along(jnp.asarray(v))) <= 1e-10
+    assert np.all(np.isfinite(np.asarray(jax.grad(written_along)(jnp.asarray(v)))))
+
+
 @pytest.mark.parametrize(
     "call,match",
     [
@@ -340,6 +357,10 @@ def test_edits_do_not_mutate_inputs():
         (lambda p: edit.truncate_ov(p, 0, -1, 1), "head -1 is out of range"),
         (lambda p: edit.qk_circuit(p, 5, 0), "layer 5 is out of range"),
         (lambda p: edit.ablate_heads({"foo": 1}, {0: [0]}), "expected flax variables"),
+        (
+            lambda p: edit.fold_layer_norm(_make("llama-tiny"), p),
+            r"W_K has shape \(4, 64, 16\) but model.cfg expects \(2, 64, 16\)",
+        ),
     ],
     ids=[
         "layer-range",
@@ -353,6 +374,7 @@ def test_edits_do_not_mutate_inputs():
         "negative-head",
         "circuit-layer",
         "not-params",
+        "model-params-mismatch",
     ],
 )
 def test_errors(call, match):
