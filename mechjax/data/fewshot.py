@@ -62,6 +62,10 @@ class FewShot:
       n_train_pairs: label pairs used for training; the rest are held out. Default
         `round(0.8 * n_pairs)` (8 of 10 for 5 labels, as in the paper).
       exemplar_noise: std of the per-exemplar noise relative to unit-variance class vectors.
+      latent_dim: if > 0, class vectors lie in a fixed random `latent_dim`-dimensional subspace
+        (like real image features, which share structure across classes); then training classes
+        can span the space new classes come from. 0 = isotropic class vectors in all `dim`.
+      feature_scale: multiplies every feature vector.
       data_seed: seed of the feature table (class vectors and exemplar noise).
       pair_split_seed: seed of the train / held-out permutation of label pairs.
     """
@@ -74,6 +78,8 @@ class FewShot:
     n_labels: int = 5
     n_train_pairs: int | None = None
     exemplar_noise: float = 0.5
+    latent_dim: int = 0
+    feature_scale: float = 1.0
     data_seed: int = 0
     pair_split_seed: int = 0
 
@@ -111,6 +117,11 @@ class FewShot:
             raise ValueError(
                 f"FewShot.n_train_pairs={self.n_train_pairs}: must be in [1, {self.n_pairs - 1}] "
                 f"({self.n_pairs} pairs for {self.n_labels} labels; at least one is held out)."
+            )
+        if self.latent_dim < 0 or self.feature_scale <= 0:
+            raise ValueError(
+                f"FewShot: latent_dim={self.latent_dim} must be >= 0 and "
+                f"feature_scale={self.feature_scale} > 0."
             )
         if self.exemplar_noise < 0:
             raise ValueError(f"FewShot.exemplar_noise must be >= 0, got {self.exemplar_noise}.")
@@ -171,10 +182,20 @@ class FewShot:
         base = jax.random.key(self.data_seed)
         class_key, noise_key = jax.random.split(base)
 
+        if self.latent_dim:
+            basis_key = jax.random.fold_in(base, -1)
+            basis = jax.random.normal(basis_key, (self.latent_dim, self.dim))
+            basis = basis / jnp.sqrt(self.latent_dim)  # unit variance per feature
+
         def one(c, e):
-            mean = jax.random.normal(jax.random.fold_in(class_key, c), (self.dim,))
+            k_c = jax.random.fold_in(class_key, c)
+            if self.latent_dim:
+                mean = jax.random.normal(k_c, (self.latent_dim,)) @ basis
+            else:
+                mean = jax.random.normal(k_c, (self.dim,))
             k = jax.random.fold_in(jax.random.fold_in(noise_key, c), e)
-            return mean + self.exemplar_noise * jax.random.normal(k, (self.dim,))
+            x = mean + self.exemplar_noise * jax.random.normal(k, (self.dim,))
+            return self.feature_scale * x
 
         classes, exemplars = jnp.asarray(classes), jnp.asarray(exemplars)
         flat = jax.vmap(one)(classes.reshape(-1), exemplars.reshape(-1))  # [n, dim]

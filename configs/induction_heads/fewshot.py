@@ -1,0 +1,105 @@
+r"""Induction-head formation on the few-shot relabelling task (Singh et al. 2024).
+
+    mechjax run configs/induction_heads/fewshot.py --workdir /tmp/ih_main
+    mechjax run configs/induction_heads/fewshot.py:runlocal --workdir /tmp/ih_local
+
+Variants (arg string, comma-separated): `runlocal`; `paper` (lr 1e-5, the paper's budget);
+`one_head` (8 models, only layer-2 head h active, one vmapped run); `subcircuits` (the six
+clamp conditions of the paper's Fig. 5, one vmapped run); `classes=N`, `labels=N` (scaling);
+`seeds=N` (N seeds of each condition, one vmapped run); `clamps='only 1:3, match 1:3'`;
+`steps=N`, `lr=X`.
+"""
+
+import ml_collections
+
+from mechjax.train import base_config, parse_arg
+
+# The paper's Fig. 5 conditions; head 1:3 is the layer-2 head kept active, 0:2 the layer-1
+# head whose pattern is clamped (the official run script's choices).
+SUBCIRCUITS = {
+    "none": "only 1:3",
+    "{1}": "only 1:3, prev_token 0:2",
+    "{1,2}": "only 1:3, l1",
+    "{1,2,3qk,4}": "only 1:3, match 1:3",
+    "{3v,5}": "copy 1:3",
+    "{1,2,3v,5}": "l1, copy 1:3",
+}
+
+
+def get_config(arg=None):
+    a = parse_arg(
+        arg,
+        runlocal=False,
+        paper=False,
+        one_head=False,
+        subcircuits=False,
+        seeds=1,
+        classes=50,
+        labels=5,
+        clamps="",
+        steps=0,
+        lr=0.0,
+        ih=3,
+        latent=0,
+        scale=1.0,
+        noise=0.5,
+    )
+    c = base_config()
+    c.experiment = "induction_heads"
+    c.seed = 0
+    c.batch_size = 32
+    c.optimizer = "adam"
+    # The paper trains with lr 1e-5 for 31,250 steps (1e6 sequences). With our synthetic
+    # features the same budget at lr 1e-5 does not reach the drop (see README); the default
+    # keeps batch 32 and the step budget and raises lr so the phase change shows in minutes.
+    c.lr = 1e-5 if a["paper"] else 1e-4
+    c.total_steps = 31_250
+    c.eval_every = 156  # ~5,000 sequences, as the paper's eval_every=5000 sequences
+    c.steps_per_call = 156
+    c.checkpoint_every = 0
+    c.keep_checkpoints = 1
+
+    t = c.task
+    t.kind = "fewshot"
+    t.dim = 512
+    t.class_split = (a["classes"], 1623 - a["classes"] - 100, 100)
+    t.exemplar_split = (1, 4)
+    t.n_labels = a["labels"]
+    t.n_train_pairs = 0  # 0 = 80% of the pairs (8 of 10 for 5 labels), as the paper
+    t.exemplar_noise = a["noise"]
+    t.latent_dim = a["latent"]
+    t.feature_scale = a["scale"]
+    t.data_seed = 0
+    t.d_model = 64
+    t.n_layers = 2
+    t.n_heads = 8
+    t.init = "paper"
+    t.eval_size = 1000
+    t.seeds = a["seeds"]
+    t.clamps = a["clamps"]
+    t.conditions = ()
+    t.condition_names = ()
+    t.graft_dir = ""
+    t.graft_layer = 0
+    if a["one_head"]:
+        t.conditions = tuple(f"only 1:{h}" for h in range(8))
+        t.condition_names = tuple(f"only_1:{h}" for h in range(8))
+    if a["subcircuits"]:
+        ih = a["ih"]
+        t.conditions = tuple(v.replace("1:3", f"1:{ih}") for v in SUBCIRCUITS.values())
+        t.condition_names = tuple(SUBCIRCUITS)
+    if a["runlocal"]:
+        c.total_steps = 40
+        c.eval_every = 20
+        c.steps_per_call = 20
+        t.eval_size = 64
+        t.dim = 32
+        t.class_split = (10, 10, 10)
+        t.exemplar_split = (1, 2)
+    else:
+        pass
+    if a["steps"]:
+        c.total_steps = a["steps"]
+    if a["lr"]:
+        c.lr = a["lr"]
+    return ml_collections.ConfigDict(c)
