@@ -8,6 +8,7 @@ logits, cache = mj.run(model, params, tokens, cache="blocks.*.attn.hook_pattern"
 """
 
 from mechjax import edit, hooks
+from mechjax.analysis import metrics, patching
 from mechjax.hooks import register_site_axes
 from mechjax.interventions import Intervention, ablate, clamp, hook, patch, steer
 from mechjax.io import from_pretrained, load_tokenizer
@@ -28,6 +29,8 @@ __all__ = [
     "edit",
     "hook",
     "hooks",
+    "metrics",
+    "patching",
     "init",
     "load_run",
     "load_tokenizer",

@@ -1,0 +1,9 @@
+"""Circuit analysis: activation/path patching, attribution, logit attribution, detectors.
+
+Every function is pure on `(model, params, inputs, ...)`, built on `mj.run` and the
+interventions; sweeps are one compiled program (vmapped, chunked with `chunk_size`).
+"""
+
+from mechjax.analysis import metrics, patching
+
+__all__ = ["metrics", "patching"]
