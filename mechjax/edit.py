@@ -466,7 +466,7 @@ def fold_layer_norm(model, params, *, center_weights: bool = True):
     if cfg.normalization_type is None:
         return model, wrap(p)
     has_head = getattr(model, "head", None) is not None
-    if cfg.tie_embeddings and _has_final_ln(cfg):
+    if cfg.tie_embeddings and not has_head and _has_final_ln(cfg):
         raise _tied_error(fn, "folding ln_final into the unembedding")
     flags = _bias_flags_needed(cfg, p, has_head)
     if flags:
@@ -523,7 +523,7 @@ def center_writing_weights(model, params):
     problem = _centering_problem(cfg, fn)
     if problem:
         raise ValueError(problem)
-    if cfg.tie_embeddings:
+    if cfg.tie_embeddings and getattr(model, "head", None) is None:
         raise _tied_error(fn, "centring W_E")
     p, wrap = _unwrap(params, fn)
     _check_matches(cfg, p, fn)
@@ -616,7 +616,7 @@ def process_weights(
     has_head = getattr(model, "head", None) is not None
     do_center = center_writing_weights and _centering_problem(cfg, "") is None
     needs_untied = (fold_ln and _has_final_ln(cfg)) or do_center or center_unembed
-    if cfg.tie_embeddings and needs_untied:
+    if cfg.tie_embeddings and not has_head and needs_untied:
         model, params = untie_embeddings(model, params)
     else:
         params = _copy(params)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import functools
 
+import flax.linen as nn
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -306,6 +307,33 @@ def test_tied_embeddings():
     assert not new_model.cfg.tie_embeddings
     got = _logits(new_model, processed, tokens)
     assert _max_diff(_log_softmax(got), _log_softmax(base)) <= 1e-4
+
+
+class _TwoWayHead(nn.Module):
+    """A classifier head reading the last position's ln_final output."""
+
+    @nn.compact
+    def __call__(self, resid, hooks=mj.hooks.NO_HOOKS):
+        return nn.Dense(2, name="proj")(resid[:, -1])  # [batch, 2]
+
+
+@pytest.mark.parametrize("tied", [False, True], ids=["untied", "tied-ignored"])
+def test_process_weights_with_head_module(tied):
+    # With a head there is no W_U: ln_final feeds the head and stays; the rest is processed.
+    cfg = mj.TransformerConfig.from_variant(
+        "gpt2-tiny", d_vocab=VOCAB, n_ctx=16, init_range=0.15, tie_embeddings=tied
+    )
+    model = mj.Transformer(cfg, head=_TwoWayHead())
+    params = _perturb(mj.init(model, jax.random.key(5)))
+    tokens = jax.random.randint(jax.random.key(6), (2, SEQ), 0, VOCAB)
+    base = _logits(model, params, tokens)
+    new_model, processed = edit.process_weights(model, params)
+    assert "W_U" not in processed["params"]
+    assert _max_diff(_logits(new_model, processed, tokens), base) <= 1e-4
+    np.testing.assert_array_equal(
+        processed["params"]["ln_final"]["w"], params["params"]["ln_final"]["w"]
+    )
+    np.testing.assert_array_equal(processed["params"]["blocks_0"]["ln1"]["w"], 1.0)
 
 
 # ------------------------------------------------------------------------------ purity and errors
