@@ -84,6 +84,11 @@ class Checkpointer:
         )
         return out["params"], out["opt_state"], out["meta"]
 
+    def restore_meta(self, step: int) -> dict:
+        return self.manager.restore(step, args=ocp.args.Composite(meta=ocp.args.JsonRestore()))[
+            "meta"
+        ]
+
     def restore_params(self, step: int | None = None):
         """(params as saved [n_models, ...], meta) at `step` (default latest), no template needed."""
         step = self.latest_step() if step is None else step

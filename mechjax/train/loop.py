@@ -317,12 +317,13 @@ def train_and_evaluate(
     step = 0
     latest = ckpt.latest_step()
     if latest is not None:
-        params, opt_state, meta = ckpt.restore(latest, params, opt_state)
+        meta = ckpt.restore_meta(latest)
         if meta.get("models") != trainer.names:
             raise ConfigError(
                 f"{workdir} holds a checkpoint of models {meta.get('models')} but this task trains "
                 f"{trainer.names}; use a new --workdir or the original config."
             )
+        params, opt_state, _ = ckpt.restore(latest, params, opt_state)
         step = latest
         writer.truncate_after(step)
 
@@ -414,6 +415,7 @@ def train_and_evaluate(
                 wall_time_s=time.time() - t0,
                 steps_per_sec=sps,
                 model_steps_per_sec=None if sps is None else sps * trainer.n_models,
+                traces=dict(trainer.traces),  # compile count per jitted fn (1 each when healthy)
             )
             with open(os.path.join(workdir, RUN_FILE)) as f:
                 run_info["model_kind"] = json.load(f).get("model_kind")
