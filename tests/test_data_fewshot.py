@@ -126,3 +126,16 @@ def test_repeated_tokens(bos):
         assert (t[:, 0] == bos).all() and (t[:, 1:] != bos).all()
     with pytest.raises(ValueError, match="bos"):
         repeated_tokens.sample(jax.random.key(0), 2, 3, 11, bos=11)
+
+
+def test_repeated_tokens_varying_length():
+    t = np.asarray(repeated_tokens.sample(jax.random.key(1), 64, 8, 50, min_length=3))
+    assert t.shape == (64, 16)
+    lengths = set()
+    for row in t:
+        # the longest l in [3, 8] whose copy matches (a shorter one can match by chance only
+        # if the tokens repeat, which the longest check resolves)
+        ok = [ell for ell in range(3, 9) if np.array_equal(row[ell : 2 * ell], row[:ell])]
+        assert ok, row
+        lengths.add(max(ok))
+    assert len(lengths) >= 4  # lengths really vary

@@ -93,21 +93,22 @@ def plot_keep_remove(res, path):
     plt.close(fig)
 
 
-def curves(workdir, name, model=None):
+def curves(workdir, name, model=None, max_step=None):
     """Loss of the four evaluators and per-head strength over training (one model)."""
     evals = R._by_model(read_records(workdir))
     model = model or next(iter(evals))
-    R.plot_losses({model: evals[model]}, os.path.join(FIGURES, f"{name}_loss.png"))
+    path = os.path.join(FIGURES, f"{name}_loss.png")
+    R.plot_losses({model: evals[model]}, path, max_step=max_step)
     R.plot_heads(evals[model], os.path.join(FIGURES, f"{name}_ih_strength.png"), title=model)
     R.plot_heads(evals[model], os.path.join(FIGURES, f"{name}_pt_score.png"), "pt_score", 0, model)
     return R.fewshot_summary(read_records(workdir))
 
 
-def conditions(workdir, name):
+def conditions(workdir, name, max_step=None):
     """Formation step and final accuracies per model of a vmapped run; plots all losses."""
     records = read_records(workdir)
     evals = R._by_model(records)
-    R.plot_losses(evals, os.path.join(FIGURES, f"{name}_loss.png"))
+    R.plot_losses(evals, os.path.join(FIGURES, f"{name}_loss.png"), max_step=max_step)
     return R.fewshot_summary(records)
 
 
@@ -130,6 +131,7 @@ def main(argv=None):
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
     p.add_argument("what", choices=("keep_remove", "curves", "conditions", "scaling", "seeds"))
     p.add_argument("args", nargs="+")
+    p.add_argument("--max_step", type=int, default=None, help="plot steps up to this one")
     a = p.parse_args(argv)
     os.makedirs(FIGURES, exist_ok=True)
     if a.what == "keep_remove":
@@ -148,13 +150,13 @@ def main(argv=None):
                 f"{res['heldout_pairs/remove_acc'][h]:.3f} |"
             )
     elif a.what == "curves":
-        s = curves(a.args[0], a.args[1])
+        s = curves(a.args[0], a.args[1], max_step=a.max_step)
         print(_table(s))
         for m in s["ih_strength"]:
             print(f"\n{m}: final layer-2 IH strength per head {s['ih_strength'][m]}")
             print(f"{m}: final layer-1 PT score per head {s['pt_score'][m]}")
     elif a.what in ("conditions", "seeds"):
-        s = conditions(a.args[0], a.args[1])
+        s = conditions(a.args[0], a.args[1], max_step=a.max_step)
         print(_table(s))
         if a.what == "seeds":
             f = [v for v in s["formation_step"].values() if v is not None]

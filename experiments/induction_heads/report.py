@@ -29,23 +29,28 @@ def _plt():
     return plt
 
 
-def plot_losses(evals, path, title=""):
-    """Eval loss of every evaluator vs step, one panel per evaluator, one line per model."""
+def plot_losses(evals, path, title="", max_step=None):
+    """Eval loss (top) and accuracy (bottom) of every evaluator vs step; one line per model."""
     plt = _plt()
-    fig, axes = plt.subplots(1, 4, figsize=(16, 3.4), sharey=True)
-    for ax, name in zip(axes, EVALUATORS):
+    fig, axes = plt.subplots(2, 4, figsize=(16, 5.6), sharey="row", sharex=True)
+    for col, name in enumerate(EVALUATORS):
         for model, rs in evals.items():
-            ax.plot([r["step"] for r in rs], [r[f"{name}/loss"] for r in rs], label=model, lw=1.2)
-        ax.axhline(LN2, color="gray", ls="--", lw=0.8)
-        ax.axhline(FORMED, color="gray", ls=":", lw=0.8)
-        ax.set_title(name)
-        ax.set_xlabel("step")
-    axes[0].set_ylabel("query loss (-- ln 2, : 0.4 ln 2)")
+            rs = [r for r in rs if max_step is None or r["step"] <= max_step]
+            steps = [r["step"] for r in rs]
+            axes[0, col].plot(steps, [r[f"{name}/loss"] for r in rs], label=model, lw=1.2)
+            axes[1, col].plot(steps, [r[f"{name}/acc"] for r in rs], label=model, lw=1.2)
+        axes[0, col].axhline(LN2, color="gray", ls="--", lw=0.8)
+        axes[0, col].axhline(FORMED, color="gray", ls=":", lw=0.8)
+        axes[1, col].axhline(0.5, color="gray", ls="--", lw=0.8)
+        axes[0, col].set_title(name)
+        axes[1, col].set_xlabel("step")
+    axes[0, 0].set_ylabel("query loss (-- ln 2, : 0.4 ln 2)")
+    axes[1, 0].set_ylabel("query accuracy (-- 1/2)")
     if len(evals) <= 12:
-        axes[-1].legend(fontsize=7)
+        axes[0, -1].legend(fontsize=7)
     fig.suptitle(title)
     fig.tight_layout()
-    fig.savefig(path, dpi=80)
+    fig.savefig(path, dpi=70)
     plt.close(fig)
 
 

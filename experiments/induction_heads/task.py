@@ -193,6 +193,7 @@ def build_tokens(config) -> Task:
     cfg = mj.TransformerConfig.from_variant(t.variant, d_vocab=t.d_vocab)
     model = mj.Transformer(cfg)
     L, bos = t.length, (t.bos if t.get("bos", -1) >= 0 else None)
+    min_len = t.get("min_length", 0) or None  # varying repeat length defeats positional shortcuts
     offset = 1 if bos is not None else 0
     if offset + 2 * L > cfg.n_ctx:
         raise ValueError(f"2 * length (+BOS) = {offset + 2 * L} exceeds n_ctx={cfg.n_ctx}")
@@ -205,7 +206,8 @@ def build_tokens(config) -> Task:
 
     def batch(key, step):
         del step
-        return {"tokens": repeated_tokens.sample(key, batch_size, L, cfg.d_vocab, bos)}
+        toks = repeated_tokens.sample(key, batch_size, L, cfg.d_vocab, bos, min_len)
+        return {"tokens": toks}
 
     def lm_loss(logits, tokens):
         logp = jax.nn.log_softmax(logits[:, :-1].astype(jnp.float32), -1)

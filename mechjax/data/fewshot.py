@@ -183,7 +183,7 @@ class FewShot:
         class_key, noise_key = jax.random.split(base)
 
         if self.latent_dim:
-            basis_key = jax.random.fold_in(base, -1)
+            basis_key = jax.random.fold_in(base, 2**31 - 1)
             basis = jax.random.normal(basis_key, (self.latent_dim, self.dim))
             basis = basis / jnp.sqrt(self.latent_dim)  # unit variance per feature
 
