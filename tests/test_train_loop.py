@@ -253,7 +253,7 @@ def test_load_run(demo_run):
 
 
 def test_changing_window_values_does_not_recompile():
-    config = train.fill_defaults(demo_config(total_steps=10))
+    config = train.fill_defaults(demo_config())
     task = train.load_task_module(ROOT, "demo").build(config)
     trainer = train.Trainer(config, task)
     params, opt = trainer.init()

@@ -79,6 +79,7 @@ class Trainer:
     """
 
     def __init__(self, config, task: Task, mesh=None):
+        validate_config(config)
         self.config, self.task = config, task
         self.mesh = shd.make_mesh(config.data_parallel) if mesh is None else mesh
         self.rep = shd.replicated(self.mesh)
