@@ -80,10 +80,14 @@ def test_loop_matches_hand_written_optax_loop(tmp_path):
     key = jax.random.fold_in(jax.random.key(config.seed), 3)
     p = task.init(jax.random.fold_in(key, 0))
     data_key = jax.random.fold_in(key, 1)
-    tx = optax.chain(optax.clip_by_global_norm(1.0), optax.adam(optax.cosine_decay_schedule(0.1, 30)))
+    tx = optax.chain(
+        optax.clip_by_global_norm(1.0), optax.adam(optax.cosine_decay_schedule(0.1, 30))
+    )
     opt = tx.init(p)
     for s in range(30):
-        g = jax.grad(lambda q, s=s: task.loss(q, task.batch(jax.random.fold_in(data_key, s), s), ())[0])(p)
+        g = jax.grad(
+            lambda q, s=s: task.loss(q, task.batch(jax.random.fold_in(data_key, s), s), ())[0]
+        )(p)
         u, opt = tx.update(g, opt, p)
         p = optax.apply_updates(p, u)
     np.testing.assert_allclose(params["params"]["w"][0], p["params"]["w"], rtol=1e-5, atol=1e-6)
@@ -91,9 +95,13 @@ def test_loop_matches_hand_written_optax_loop(tmp_path):
 
 def test_vmapped_models_equal_separate_runs(tmp_path):
     both = linear_task((ModelSpec("s0", seed=0), ModelSpec("s1", seed=1)))
-    _, p_both = train.train_and_evaluate(linear_config(), str(tmp_path / "both"), both, return_params=True)
+    _, p_both = train.train_and_evaluate(
+        linear_config(), str(tmp_path / "both"), both, return_params=True
+    )
     one = linear_task((ModelSpec("s1", seed=1),))
-    _, p_one = train.train_and_evaluate(linear_config(), str(tmp_path / "one"), one, return_params=True)
+    _, p_one = train.train_and_evaluate(
+        linear_config(), str(tmp_path / "one"), one, return_params=True
+    )
     np.testing.assert_allclose(p_both["params"]["w"][1], p_one["params"]["w"][0], rtol=1e-6)
     assert not np.allclose(p_both["params"]["w"][0], p_both["params"]["w"][1])
     # Records: one per eval per model, arrays stored as lists.

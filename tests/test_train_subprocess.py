@@ -32,7 +32,7 @@ OVERRIDES = {
 }
 ARG = "runlocal,seeds=2"
 
-WORKER = r'''
+WORKER = r"""
 import json, os, signal, sys
 args = json.loads(sys.argv[1])
 if args.get("devices"):
@@ -83,7 +83,7 @@ flat = {jax.tree_util.keystr(k): np.asarray(v)
         for k, v in jax.tree_util.tree_leaves_with_path(params)}
 np.savez(args["out"], **flat)
 print("devices", jax.device_count(), "processes", jax.process_count(), flush=True)
-'''
+"""
 
 
 @pytest.fixture(scope="module")
@@ -146,7 +146,9 @@ def reference(env, tmp_path_factory):
 
 
 def test_sigkill_mid_training_then_resume_is_bit_identical(env, reference, tmp_path):
-    rc, _, err = _run(env, tmp_path / "run", tmp_path / "p.npz", signal_at_chunk=25, signal="SIGKILL")
+    rc, _, err = _run(
+        env, tmp_path / "run", tmp_path / "p.npz", signal_at_chunk=25, signal="SIGKILL"
+    )
     assert rc == -signal.SIGKILL, err[-3000:]
     assert not (tmp_path / "p.npz").exists()
     assert _steps(tmp_path / "run")[-1] == 20  # steps 20..24 were lost with the process

@@ -1,0 +1,98 @@
+"""The `mechjax` command: list, run (with overrides and errors), report."""
+
+import glob
+import json
+import os
+import subprocess
+import sys
+
+import pytest
+
+from mechjax.cli import main
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+DEMO = os.path.join(ROOT, "configs/demo/repeat.py")
+
+
+def test_list(capsys):
+    assert main(["list", "--root", ROOT]) == 0
+    out = capsys.readouterr().out
+    assert "configs/demo/repeat.py" in out
+    assert "Demo: attention-only transformer learns to continue repeated random tokens" in out
+
+
+@pytest.mark.parametrize(
+    "argv, message",
+    [
+        (["--config.lrr=0.1"], "error: unknown config key 'lrr' (did you mean 'lr'?). Valid keys:"),
+        (["--config.total_steps=ten"], "error: config.total_steps expects an int"),
+        (["--config.task.d_vocab", "1.5"], "error: config.task.d_vocab expects an int"),
+        (["--config.optimizer=adagrad"], "valid optimizers are adam, adamw, sgd"),
+    ],
+    ids=["unknown_key", "wrong_type", "wrong_type_nested_space_form", "bad_value"],
+)
+def test_bad_config_fails_before_running(argv, message, capsys, tmp_path):
+    rc = main(["run", DEMO + ":runlocal", "--workdir", str(tmp_path / "w"), *argv])
+    err = capsys.readouterr().err
+    assert rc == 1 and message in err
+    assert not (tmp_path / "w").exists()  # nothing ran
+
+
+def test_bad_arg_and_unwritable_workdir(capsys, tmp_path):
+    assert main(["run", DEMO + ":runlocal,seed=2", "--workdir", str(tmp_path)]) == 1
+    assert "config arg 'seed' is not known (did you mean 'seeds'?)" in capsys.readouterr().err
+    (tmp_path / "f").write_text("")
+    assert main(["run", DEMO + ":runlocal", "--workdir", str(tmp_path / "f" / "w")]) == 1
+    assert "error: cannot write to workdir" in capsys.readouterr().err
+
+
+def test_module_entry_point_prints_error_without_traceback(tmp_path):
+    p = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "mechjax",
+            "run",
+            DEMO + ":runlocal",
+            "--workdir",
+            str(tmp_path),
+            "--config.lrr=1",
+        ],
+        capture_output=True,
+        text=True,
+        cwd=ROOT,
+        timeout=300,
+    )
+    assert p.returncode == 1
+    assert "unknown config key 'lrr'" in p.stderr and "Traceback" not in p.stderr
+
+
+def _configs():
+    out = []
+    for path in sorted(glob.glob(os.path.join(ROOT, "configs", "*", "*.py"))):
+        if os.path.basename(path).startswith("_"):
+            continue
+        rel = os.path.relpath(path, ROOT)
+        marks = () if rel == "configs/demo/repeat.py" else (pytest.mark.slow,)
+        out.append(pytest.param(rel, id=rel, marks=marks))
+    return out
+
+
+@pytest.mark.parametrize("config", _configs())
+def test_runlocal_writes_outputs_and_report_rebuilds(config, tmp_path, capsys):
+    work = str(tmp_path / "run")
+    assert main(["run", os.path.join(ROOT, config) + ":runlocal", "--workdir", work]) == 0
+    for name in ("metrics.jsonl", "summary.json", "report.md", "config.json", "run.json"):
+        assert os.path.getsize(os.path.join(work, name)) > 0, name
+    with open(os.path.join(work, "summary.json")) as f:
+        summary = json.load(f)
+    with open(os.path.join(work, "config.json")) as f:
+        assert summary["step"] == json.load(f)["total_steps"]
+    report = open(os.path.join(work, "report.md")).read()
+    os.remove(os.path.join(work, "report.md"))
+    os.remove(os.path.join(work, "summary.json"))
+    assert main(["report", work]) == 0
+    assert open(os.path.join(work, "report.md")).read() == report
+    with open(os.path.join(work, "summary.json")) as f:
+        assert json.load(f) == summary
+    assert main(["report", str(tmp_path / "missing")]) == 1
