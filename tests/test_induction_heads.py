@@ -236,3 +236,19 @@ def test_runlocal_end_to_end(tmp_path):
     for name, f in summary["final"].items():
         assert f["step"] == 4 and all(math.isfinite(v) for v in f.values()), name
     assert (tmp_path / "loss.png").exists() and (tmp_path / "summary.json").exists()
+
+
+def test_tokens_task_measures():
+    path = os.path.join(ROOT, "configs", "induction_heads", "tokens.py")
+    spec = importlib.util.spec_from_file_location("ih_tok_cfg", path)
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    config = mod.get_config("runlocal")
+    task = T.build(config)
+    params = task.init(jax.random.key(0))
+    batch = task.batch(jax.random.key(1), 0)
+    loss, _ = task.loss(params, batch, ())
+    assert abs(float(loss) - math.log(64)) < 0.5  # untrained: about uniform
+    ev = task.evaluate(params, None, jax.random.key(2), ())
+    assert ev["induction_score"].shape == (2, 8) and ev["pt_score"].shape == (2, 8)
+    assert np.isfinite(float(ev["loss_first"])) and np.isfinite(float(ev["loss_second"]))

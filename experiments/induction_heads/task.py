@@ -190,7 +190,10 @@ def build_fewshot(config) -> Task:
 
 def build_tokens(config) -> Task:
     t = config.task
-    cfg = mj.TransformerConfig.from_variant(t.variant, d_vocab=t.d_vocab)
+    pos = t.get("positional_embedding_type", "standard")
+    cfg = mj.TransformerConfig.from_variant(
+        t.variant, d_vocab=t.d_vocab, positional_embedding_type=pos
+    )
     model = mj.Transformer(cfg)
     L, bos = t.length, (t.bos if t.get("bos", -1) >= 0 else None)
     min_len = t.get("min_length", 0) or None  # varying repeat length defeats positional shortcuts
