@@ -4,6 +4,20 @@ Every function is pure on `(model, params, inputs, ...)`, built on `mj.run` and 
 interventions; sweeps are one compiled program (vmapped, chunked with `chunk_size`).
 """
 
-from mechjax.analysis import attribution, detectors, logit_attribution, metrics, patching
+from mechjax.analysis import (
+    attribution,
+    detectors,
+    logit_attribution,
+    metrics,
+    patching,
+    path_patching,
+)
 
-__all__ = ["attribution", "detectors", "logit_attribution", "metrics", "patching"]
+__all__ = [
+    "attribution",
+    "detectors",
+    "logit_attribution",
+    "metrics",
+    "path_patching",
+    "patching",
+]

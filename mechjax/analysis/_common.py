@@ -6,7 +6,10 @@ import jax.numpy as jnp
 import numpy as np
 
 from mechjax import hooks as _hooks
-from mechjax import run as _run
+from mechjax.run import _check_inputs, _variables, site_shapes
+
+check_inputs = _check_inputs  # host-side input validation of mj.run, shared by the analyses
+__all__ = ["Static", "check_inputs", "forward_from", "full_forward", "site_shapes", "split_metric"]
 
 
 class Static:
@@ -25,7 +28,7 @@ class Static:
 
 
 def variables(params):
-    return _run._variables(params)
+    return _variables(params)
 
 
 def forward_from(

@@ -22,7 +22,6 @@ import jax.numpy as jnp
 import numpy as np
 
 from mechjax import hooks as _hooks
-from mechjax import run as _run
 from mechjax.analysis import _common
 from mechjax.analysis.patching import SITES, _axis_of, _map
 from mechjax.interventions import Intervention
@@ -148,8 +147,8 @@ def attribute(
     if ig_steps is not None and (not isinstance(ig_steps, int) or ig_steps < 1):
         raise ValueError(f"{what}: ig_steps must be None or a positive int, got {ig_steps!r}")
     layers = tuple(range(cfg.n_layers)) if layers is None else tuple(int(i) for i in layers)
-    _run._check_inputs(model, corrupted_tokens)
-    shapes = _run.site_shapes(model, corrupted_tokens, attention_mask)
+    _common.check_inputs(model, corrupted_tokens)
+    shapes = _common.site_shapes(model, corrupted_tokens, attention_mask)
     names = tuple(template.format(i) for i in layers)
     unknown = [n for n in names if n not in shapes]
     if unknown:

@@ -24,7 +24,6 @@ import jax
 import jax.numpy as jnp
 
 from mechjax import hooks as _hooks
-from mechjax import run as _run
 from mechjax.analysis import _common
 from mechjax.interventions import Intervention
 
@@ -166,8 +165,8 @@ def activation_patch(
     bad = [i for i in layers if not 0 <= i < cfg.n_layers]
     if bad:
         raise ValueError(f"{what}: layers {bad} out of range 0..{cfg.n_layers - 1}")
-    _run._check_inputs(model, corrupted_tokens)
-    shapes = _run.site_shapes(model, corrupted_tokens, attention_mask)
+    _common.check_inputs(model, corrupted_tokens)
+    shapes = _common.site_shapes(model, corrupted_tokens, attention_mask)
     names = [template.format(i) for i in layers]
     unknown = [n for n in names if n not in shapes]
     if unknown:
