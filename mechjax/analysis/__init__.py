@@ -20,4 +20,5 @@ __all__ = [
     "metrics",
     "path_patching",
     "patching",
+    "weights",
 ]
