@@ -11,6 +11,7 @@ from mechjax.analysis import (
     metrics,
     patching,
     path_patching,
+    weights,
 )
 
 __all__ = [
