@@ -6,6 +6,7 @@ interventions; sweeps are one compiled program (vmapped, chunked with `chunk_siz
 
 from mechjax.analysis import (
     attribution,
+    circuits,
     detectors,
     logit_attribution,
     metrics,
@@ -16,6 +17,7 @@ from mechjax.analysis import (
 
 __all__ = [
     "attribution",
+    "circuits",
     "detectors",
     "logit_attribution",
     "metrics",
