@@ -85,6 +85,15 @@ def _parser() -> argparse.ArgumentParser:
     r = sub.add_parser("run", help="train/evaluate a config (resumes if DIR has checkpoints)")
     r.add_argument("config", help="configs/<experiment>/<file>.py[:arg], e.g. ...py:runlocal")
     r.add_argument("--workdir", required=True, help="output directory")
+    r.add_argument(
+        "--distributed",
+        action="store_true",
+        help="multi-host: call jax.distributed.initialize() (auto-detected on TPU pods, SLURM, "
+        "Open MPI; or give --coordinator/--num_processes/--process_id) before anything else",
+    )
+    r.add_argument("--coordinator", help="host:port of process 0 (with --distributed)")
+    r.add_argument("--num_processes", type=int, help="total processes (with --distributed)")
+    r.add_argument("--process_id", type=int, help="this process's index (with --distributed)")
     lst = sub.add_parser("list", help="list configs with one-line descriptions")
     lst.add_argument("--root", default=".", help="repo root holding configs/ (default: .)")
     rep = sub.add_parser("report", help="rebuild DIR/report.md and summary.json from the logs")
@@ -117,6 +126,14 @@ def main(argv: list[str] | None = None) -> int:
             return cmd_list(args.root)
         if args.command == "report":
             return cmd_report(args.workdir)
+        if args.distributed:
+            import jax
+
+            jax.distributed.initialize(
+                coordinator_address=args.coordinator,
+                num_processes=args.num_processes,
+                process_id=args.process_id,
+            )
         return cmd_run(args.config, args.workdir, overrides)
     except RunError as e:
         print(f"error: {e}", file=sys.stderr)

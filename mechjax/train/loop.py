@@ -345,8 +345,8 @@ def train_and_evaluate(
     sums = None
     count = 0
     log_every = config.log_every or config.eval_every
-    t_first = None
-    steps_after_first = 0
+    first_chunk = True
+    train_time, timed_steps = 0.0, 0  # training only (no eval/checkpoint), after compilation
     t0 = time.time()
     status = "finished"
     try:
@@ -356,6 +356,7 @@ def train_and_evaluate(
             for stop in _boundaries(config, step):
                 while step < stop:
                     n = min(trainer.length, stop - step)
+                    t_chunk = time.perf_counter()
                     new_p, new_o, losses, metrics = trainer.train_chunk(params, opt_state, step, n)
                     bad = ~np.isfinite(losses)
                     if bad.any():
@@ -381,12 +382,12 @@ def train_and_evaluate(
                     sums = part if sums is None else {k: sums[k] + part[k] for k in part}
                     count += n
                     step += n
-                    if t_first is None:
-                        t_first = time.time()  # everything before includes compilation
-                    else:
-                        steps_after_first += n
                     bar.update(n)
                     bar.set_postfix(loss=f"{float(losses[-1].mean()):.4g}")
+                    if not first_chunk:  # the first call includes compilation
+                        train_time += time.perf_counter() - t_chunk
+                        timed_steps += n
+                    first_chunk = False
                     if sigint.hit:
                         raise KeyboardInterrupt
                 if step % log_every == 0 or step == config.total_steps:
@@ -409,8 +410,7 @@ def train_and_evaluate(
         writer.close()
         ckpt.close()
         if lead:
-            elapsed = (time.time() - t_first) if t_first else 0.0
-            sps = steps_after_first / elapsed if elapsed > 0 and steps_after_first else None
+            sps = timed_steps / train_time if train_time > 0 else None
             run_info.update(
                 status=status,
                 wall_time_s=time.time() - t0,

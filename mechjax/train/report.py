@@ -131,7 +131,7 @@ def write_report(workdir: str, task_report=None, records: list[dict] | None = No
     md.append(f"Step {summary['step']}; models: {', '.join(summary['models'])}.")
     if summary.get("wall_time_s") is not None:
         sps = summary.get("steps_per_sec")
-        speed = f"; {sps:.1f} steps/s after compilation" if sps else ""
+        speed = f"; {sps:.1f} training steps/s after compilation" if sps else ""
         md.append(f"Wall time {summary['wall_time_s']:.1f} s{speed}.")
     if run.get("status") and run["status"] != "finished":
         md.append(f"\n**Status: {run['status']}**")
