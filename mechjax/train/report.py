@@ -78,8 +78,9 @@ def _plots(records: list[dict], workdir: str) -> list[tuple[str, str]]:
         ax.set_xlabel("step")
         ax.set_ylabel(metric)
         ax.set_title(f"{split}: {metric}")
-        if "loss" in metric and all(v > 0 for pts in per_model.values() for _, v in pts):
-            ax.set_yscale("log")
+        vals = [v for pts in per_model.values() for _, v in pts]
+        if "loss" in metric and min(vals) > 0 and max(vals) > 10 * min(vals):
+            ax.set_yscale("log")  # only when the loss spans a decade or more
         if len(per_model) <= 10:
             ax.legend(fontsize=7)
         fig.tight_layout()
