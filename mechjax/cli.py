@@ -27,8 +27,11 @@ def _first_doc_line(path: str) -> str:
     return doc.strip().splitlines()[0] if doc else ""
 
 
-def cmd_list(root: str) -> int:
+def cmd_list(root: str | None) -> int:
     """Prints every configs/<experiment>/<name>.py with the first line of its docstring."""
+    if root is None:  # the current directory, else the checkout this mechjax was installed from
+        here = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+        root = "." if glob.glob(os.path.join("configs", "*", "*.py")) else here
     paths = sorted(glob.glob(os.path.join(root, "configs", "*", "*.py")))
     paths = [p for p in paths if not os.path.basename(p).startswith("_")]
     if not paths:
@@ -95,7 +98,9 @@ def _parser() -> argparse.ArgumentParser:
     r.add_argument("--num_processes", type=int, help="total processes (with --distributed)")
     r.add_argument("--process_id", type=int, help="this process's index (with --distributed)")
     lst = sub.add_parser("list", help="list configs with one-line descriptions")
-    lst.add_argument("--root", default=".", help="repo root holding configs/ (default: .)")
+    lst.add_argument(
+        "--root", help="repo root holding configs/ (default: . or the mechjax checkout)"
+    )
     rep = sub.add_parser("report", help="rebuild DIR/report.md and summary.json from the logs")
     rep.add_argument("workdir")
     return p
