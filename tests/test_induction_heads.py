@@ -229,12 +229,16 @@ def _config(arg):
 def test_runlocal_end_to_end(tmp_path):
     from mechjax.train import train_and_evaluate
 
-    config = _config("runlocal,subcircuits,ih=1")
+    config = _config("runlocal")
+    config.task.conditions = ("none", "only 1:1, match 1:1")
+    config.task.condition_names = ("none", "match")
     config.total_steps, config.eval_every, config.steps_per_call = 4, 2, 2
     summary = train_and_evaluate(config, str(tmp_path), T.build(config), root=ROOT)
-    assert set(summary["final"]) == set(_config("subcircuits").task.condition_names)
+    assert set(summary["final"]) == {"none", "match"}
     for name, f in summary["final"].items():
         assert f["step"] == 4 and all(math.isfinite(v) for v in f.values()), name
+    assert summary["ih_strength"]["match"][1] == 1.0  # the clamped head's pattern is perfect
+    assert abs(summary["ih_strength"]["none"][1]) < 0.5
     assert (tmp_path / "loss.png").exists() and (tmp_path / "summary.json").exists()
 
 
