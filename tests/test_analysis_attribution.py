@@ -75,3 +75,64 @@ def test_compare_and_errors():
         attribution.attn_head_out_all_pos(
             model, params, corr, cache, lambda lg: lg.sum(), ig_steps=0
         )
+
+
+def _ln(x, w, b, eps=1e-5):
+    c = x - x.mean(-1, keepdims=True)
+    return c / jnp.sqrt((c**2).mean(-1, keepdims=True) + eps) * w + b
+
+
+def test_edge_attribution_equals_directional_derivative():
+    """EAP score(u -> v) = d/de metric(v's input only gets e * (clean_u - corr_u)) at e = 0."""
+    model, params, clean, corr, cache = _setup(d_mlp=32)
+    p = params["params"]
+    metric = lambda lg: jnp.mean(lg[:, -1, 1] - lg[:, -1, 2])  # noqa: E731
+    res = attribution.edge_attribution(model, params, corr, cache, metric)
+    S, R, snd = res["scores"], res["receivers"], res["senders"]
+    assert S.shape == (len(R), len(snd)) and R[-1] == "logits" and snd[0] == "embed"
+    assert np.isnan(S[R.index("L0H0.q"), snd.index("L0H1")])  # same layer: not upstream
+    _, cc = mj.run(model, params, corr, cache=True)
+    W_O = p["blocks_0"]["attn"]["W_O"]
+    diff_head = jnp.einsum(
+        "bpe,ed->bpd", (cache["blocks.0.attn.hook_z"] - cc["blocks.0.attn.hook_z"])[:, :, 1], W_O[1]
+    )
+    diff_mlp = cache["blocks.0.hook_mlp_out"] - cc["blocks.0.hook_mlp_out"]
+
+    def q_input(x, eps):  # head 0 of layer 1 reads resid_pre + eps * diff_head
+        b1 = p["blocks_1"]
+        xin = _ln(cc["blocks.1.hook_resid_pre"] + eps * diff_head, b1["ln1"]["w"], b1["ln1"]["b"])
+        q = xin @ b1["attn"]["W_Q"][0] + b1["attn"]["b_Q"][0]  # [batch, pos, d_head]
+        return x.at[:, :, 0].set(q)
+
+    def mlp_input(x, eps):  # MLP 1 reads resid_mid + eps * diff_mlp
+        b1 = p["blocks_1"]
+        xin = _ln(cc["blocks.1.hook_resid_mid"] + eps * diff_mlp, b1["ln2"]["w"], b1["ln2"]["b"])
+        h = jax.nn.gelu(xin @ b1["mlp"]["W_in"] + b1["mlp"]["b_in"], approximate=True)
+        return h @ b1["mlp"]["W_out"] + b1["mlp"]["b_out"]
+
+    for site, fn, r, s in (
+        ("blocks.1.attn.hook_q", q_input, "L1H0.q", "L0H1"),
+        ("blocks.1.hook_mlp_out", mlp_input, "MLP1", "MLP0"),
+    ):
+        d = jax.grad(
+            lambda e, site=site, fn=fn: metric(
+                mj.run(model, params, corr, interventions=[mj.hook(site, fn, value=e)])[0]
+            )
+        )(0.0)
+        assert abs(float(d)) > 1e-4
+        np.testing.assert_allclose(
+            S[R.index(r), snd.index(s)], d, rtol=2e-3, atol=1e-5, err_msg=f"{s}->{r}"
+        )
+
+
+def test_edge_attribution_ig_runs_vmapped():
+    model, params, clean, corr, cache = _setup(d_mlp=32)
+    metric = lambda lg: jnp.mean(lg[:, -1, 1] - lg[:, -1, 2])  # noqa: E731
+    plain = attribution.edge_attribution(model, params, corr, cache, metric)["scores"]
+    ig = attribution.edge_attribution(model, params, corr, cache, metric, ig_steps=3, chunk_size=2)[
+        "scores"
+    ]
+    assert ig.shape == plain.shape
+    np.testing.assert_array_equal(np.isnan(ig), np.isnan(plain))
+    ok = ~np.isnan(plain)
+    assert np.all(np.isfinite(ig[ok])) and np.max(np.abs(ig[ok] - plain[ok])) > 1e-4
