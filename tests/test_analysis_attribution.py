@@ -125,6 +125,7 @@ def test_edge_attribution_equals_directional_derivative():
         )
 
 
+@pytest.mark.slow
 def test_edge_attribution_ig_runs_vmapped():
     model, params, clean, corr, cache = _setup(d_mlp=32)
     metric = lambda lg: jnp.mean(lg[:, -1, 1] - lg[:, -1, 2])  # noqa: E731

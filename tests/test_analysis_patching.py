@@ -122,7 +122,7 @@ ARCH_CASES = {
 }
 
 
-@pytest.mark.parametrize("arch", sorted(ARCH_CASES))
+@pytest.mark.parametrize("arch", ["gpt2", pytest.param("llama_gqa", marks=pytest.mark.slow)])
 def test_sweep_equals_naive_loop(arch):
     model, params = _model(**MODELS[arch])
     clean, corr = _tokens()
@@ -138,6 +138,7 @@ def test_sweep_equals_naive_loop(arch):
         assert np.ptp(want) > 1e-3, case  # the patches do something, so equality is informative
 
 
+@pytest.mark.slow  # 100 naive forwards
 def test_dest_src_and_resid_mid_and_chunked():
     model, params = _model()
     clean, corr = _tokens()

@@ -3,6 +3,7 @@
 import jax
 import jax.numpy as jnp
 import numpy as np
+import pytest
 
 import mechjax as mj
 from mechjax.analysis import path_patching
@@ -77,6 +78,7 @@ def test_path_patch_equals_naive():
     np.testing.assert_allclose(got[2], clean_m, atol=1e-5)
 
 
+@pytest.mark.slow
 def test_path_to_logits_with_frozen_mlps_and_chunks():
     model, params, clean, corr = _setup()
     rec = [("blocks.2.hook_resid_post", None, None)]
