@@ -7,7 +7,7 @@ Variants (arg string, comma-separated): `runlocal`; `paper` (lr 1e-5, the paper'
 `one_head` (8 models, only layer-2 head h active, one vmapped run); `subcircuits` (the six
 clamp conditions of the paper's Fig. 5, one vmapped run); `classes=N`, `labels=N` (scaling);
 `seeds=N` (N seeds of each condition, one vmapped run); `clamps='only 1:3, match 1:3'`;
-`steps=N`, `lr=X`; data: `latent=N` (class-vector subspace, default 64; 0 = isotropic),
+`graft=DIR` (2 models: layer 1 trained vs grafted from run DIR); `steps=N`, `lr=X`; data: `latent=N` (class-vector subspace, default 64; 0 = isotropic),
 `noise=X` (exemplar noise, default 0.5).
 """
 
@@ -44,6 +44,7 @@ def get_config(arg=None):
         latent=64,
         scale=1.0,
         noise=0.5,
+        graft="",
     )
     c = base_config()
     c.experiment = "induction_heads"
@@ -93,6 +94,11 @@ def get_config(arg=None):
         ih = a["ih"]
         t.conditions = tuple(v.replace("1:3", f"1:{ih}") for v in SUBCIRCUITS.values())
         t.condition_names = tuple(SUBCIRCUITS)
+    if a["graft"]:  # with vs without layer 1 grafted from a finished run, head 1:ih active
+        ih = a["ih"]
+        t.graft_dir, t.graft_layer = a["graft"], 0
+        t.conditions = (f"only 1:{ih}", f"only 1:{ih}, graft")
+        t.condition_names = ("none", "graft_layer1")
     if a["runlocal"]:
         c.total_steps = 40
         c.eval_every = 20

@@ -113,16 +113,11 @@ def _seeds(t):
 
 
 def _graft(t):
+    """(model, params, layer) of the run to graft from, or None."""
     if not t.get("graft_dir", ""):
         return None
-    model, params = mj.load_run(t.graft_dir) if hasattr(mj, "load_run") else _load_run(t)
+    model, params = mj.load_run(t.graft_dir)
     return model, params, int(t.graft_layer)
-
-
-def _load_run(t):
-    from mechjax.train import load_run
-
-    return load_run(t.graft_dir)
 
 
 def build_fewshot(config) -> Task:
