@@ -1,4 +1,7 @@
-"""The README's python examples run as written (in order, sharing one namespace)."""
+"""The README's ```python examples run as written, in order, in one namespace.
+
+Blocks fenced as ```py are sketches with placeholders and are not run.
+"""
 
 import pathlib
 import re
