@@ -178,6 +178,7 @@ def test_logit_metric_positions_same_value():
     assert np.isfinite(float(ld(logits_clean)))
 
 
+@pytest.mark.slow
 def test_every_helpers_shapes():
     model, params = _model()
     clean, corr = _tokens()
