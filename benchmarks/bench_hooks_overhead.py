@@ -84,8 +84,10 @@ def main():
         t_cached.append(median_time(cached, params, tokens, reps=args.reps))
     a, b, c = (min(t) for t in (t_plain, t_hooked, t_cached))
     n_sites = len(mj.site_names(model, tokens))
-    print(f"model {args.variant}: {cfg.n_layers} layers, d_model {cfg.d_model}, "
-          f"batch {args.batch} x {args.seq} tokens, {jax.devices()[0].platform}")
+    print(
+        f"model {args.variant}: {cfg.n_layers} layers, d_model {cfg.d_model}, "
+        f"batch {args.batch} x {args.seq} tokens, {jax.devices()[0].platform}"
+    )
     print(f"plain forward (no hooks)          {a * 1e3:8.2f} ms")
     print(f"mj.run, no interventions/cache    {b * 1e3:8.2f} ms   ratio {b / a:.3f}")
     print(f"mj.run, caching all {n_sites:3d} sites     {c * 1e3:8.2f} ms   ratio {c / a:.3f}")
