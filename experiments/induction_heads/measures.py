@@ -10,7 +10,9 @@ import math
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 
+from mechjax.analysis.detectors import pattern_score
 from mechjax.data.fewshot import LABEL_POSITIONS, QUERY_POS
 
 LN2 = math.log(2.0)
@@ -42,8 +44,7 @@ def fewshot_prev_token_score(pattern):
 def prev_token_score(pattern):
     """Mean attention from every position i >= 1 to i - 1, per head `[head]`."""
     n = pattern.shape[-1]
-    i = jnp.arange(1, n)
-    return pattern[:, :, i, i - 1].mean((0, 2))
+    return pattern_score(pattern, np.eye(n, k=-1, dtype=bool))
 
 
 def induction_score(pattern, length: int, offset: int = 0):
@@ -51,10 +52,13 @@ def induction_score(pattern, length: int, offset: int = 0):
 
     Mean attention from each position of the second copy to the position just after the
     same token's first occurrence. `length` is the copy length, `offset` 1 with a BOS.
+    Positional (the copy length is known), so accidental repeats inside a copy don't count.
     """
-    q = jnp.arange(offset + length, offset + 2 * length)  # second-copy positions
-    k = q - length + 1  # the token after the earlier occurrence
-    return pattern[:, :, q, k].mean((0, 2))
+    n = pattern.shape[-1]
+    q = np.arange(offset + length, offset + 2 * length)  # second-copy positions
+    target = np.zeros((n, n), bool)
+    target[q, q - length + 1] = True  # the token after the earlier occurrence
+    return pattern_score(pattern, target)
 
 
 def formation_step(steps, losses, threshold: float = FORMED):

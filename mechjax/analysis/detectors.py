@@ -40,11 +40,22 @@ def _score(model, params, tokens, target):
     """
     _common.check_model(model, "detector")
     pats = _patterns(params, jnp.asarray(tokens), model=model)  # [layer, batch, head, q, k]
-    t = jnp.asarray(target, jnp.float32)[None, :, None]
-    mass = jnp.sum(pats.astype(jnp.float32) * t, axis=-1)  # [layer, batch, head, q]
-    rows = (jnp.sum(t, axis=-1) > 0).astype(jnp.float32)  # [1, batch, 1, q]
-    n = jnp.maximum(jnp.sum(rows, axis=(1, 3)), 1.0)
-    return jnp.sum(mass * rows, axis=(1, 3)) / n  # [layer, head]
+    return jax.vmap(lambda p: pattern_score(p, target))(pats)  # [layer, head]
+
+
+def pattern_score(pattern, target):
+    """Per-head attention mass on `target`, averaged over the (batch, query) rows that have one.
+
+    The scoring behind every attention detector, for patterns you already hold (e.g. the
+    clamped `hook_pattern` of a training eval): pattern `[batch, head, q_pos, k_pos]`, target
+    bool `[batch, q_pos, k_pos]` or `[q_pos, k_pos]`. Returns `[head]`.
+    """
+    t = jnp.broadcast_to(jnp.asarray(target, jnp.float32), (pattern.shape[0],) + pattern.shape[2:])
+    t = t[:, None]  # [batch, 1, q, k]
+    mass = jnp.sum(pattern.astype(jnp.float32) * t, axis=-1)  # [batch, head, q]
+    rows = (jnp.sum(t, axis=-1) > 0).astype(jnp.float32)  # [batch, 1, q]
+    n = jnp.maximum(jnp.sum(rows, axis=(0, 2)), 1.0)
+    return jnp.sum(mass * rows, axis=(0, 2)) / n  # [head]
 
 
 def previous_token_score(model, params, tokens):
