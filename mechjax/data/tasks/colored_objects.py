@@ -1,0 +1,89 @@
+"""Colored Objects (Merullo, Eickhoff & Pavlick 2024, "Circuit component reuse across tasks";
+a simplified form of BIG-bench "reasoning about colored objects").
+
+Clean: "On the table, I see a red pen, a blue book, and a green cup. What color is the book?
+The book is" -> answer " blue"; contrasts: the other colors in the scene (" red", " green").
+
+Corrupted: the same scene with the colors rotated by one place among the objects ("a green
+pen, a red book, and a blue cup"), so the queried object has another mentioned color and the
+clean answer becomes a contrast. A permutation of the same color words keeps the token count
+equal with any tokenizer; the other obvious choice (asking about an object not on the table)
+would change the token count whenever object names differ in length, and leaves no correct
+answer to measure against.
+
+Differences from the paper: Merullo et al. use BIG-bench's multiple-choice format with a
+"Q: ... A:" frame; we keep the answer as the color word right after "The <object> is", with
+2-5 objects per scene (default 3), 10 consonant-initial colors (so the article "a" never
+depends on the color) and 20 objects, all distinct within a scene.
+
+Spans: "obj0", "color0", "obj1", "color1", ... (each listed object and its color, in order),
+"query" (the object named in the question "What color is the book?"), "end" (the final " is").
+Meta: colors (tuple, in scene order), objects (tuple), query (index of the queried object),
+surface.
+"""
+
+from __future__ import annotations
+
+import random
+
+from mechjax.data.tasks._text import check_int, check_options, end_span, fill
+from mechjax.data.tasks.base import Prompts, register
+
+COLORS = ("red", "blue", "green", "yellow", "black", "white", "purple", "pink", "brown", "gray")
+OBJECTS = (
+    "pen", "book", "cup", "ball", "hat", "key", "phone", "box", "bag", "plate",
+    "bowl", "shoe", "sock", "lamp", "clock", "chair", "mug", "card", "bottle", "pencil",
+)  # fmt: skip
+SURFACES = ("table", "floor", "desk", "shelf", "bed", "counter")
+
+
+def _template(k: int) -> str:
+    items = [f"a {{color{i}}} {{obj{i}}}" for i in range(k)]
+    scene = f"{items[0]} and {items[1]}" if k == 2 else ", ".join(items[:-1]) + ", and " + items[-1]
+    return "On the {surface}, I see " + scene + ". What color is the {query}? The {query2} is"
+
+
+_TEMPLATES = {k: _template(k) for k in range(2, 6)}
+
+
+@register("colored_objects")
+def colored_objects(n: int, seed: int = 0, **options) -> Prompts:
+    """`n` colored-objects prompts. Option n_objects: int in [2, 5] (default 3), objects per
+    scene. See the module docstring."""
+    opts = check_options("colored_objects", options, {"n_objects": 3})
+    k = opts["n_objects"]
+    check_int("colored_objects", "n_objects", k, 2, 5)
+    rng = random.Random(seed)
+    clean, corrupted, answers, contrasts, spans = [], [], [], [], []
+    meta = {"colors": [], "objects": [], "query": [], "surface": []}
+    for _ in range(n):
+        colors, objects = rng.sample(COLORS, k), rng.sample(OBJECTS, k)
+        q, surface = rng.randrange(k), rng.choice(SURFACES)
+        base = {"surface": surface, "query": objects[q], "query2": objects[q]}
+        base.update({f"obj{i}": o for i, o in enumerate(objects)})
+        text, sp = fill(_TEMPLATES[k], {**base, **{f"color{i}": c for i, c in enumerate(colors)}})
+        # rotate: object i gets color i-1, so every object (the queried one too) changes color
+        rotated = colors[-1:] + colors[:-1]
+        bad, _ = fill(_TEMPLATES[k], {**base, **{f"color{i}": c for i, c in enumerate(rotated)}})
+        clean.append(text)
+        corrupted.append(bad)
+        answers.append((" " + colors[q],))
+        contrasts.append(tuple(" " + c for i, c in enumerate(colors) if i != q))
+        roles = [f"{r}{i}" for i in range(k) for r in ("obj", "color")]
+        spans.append({**{r: sp[r] for r in roles}, "query": sp["query"], "end": end_span(text)})
+        for key, v in (
+            ("colors", tuple(colors)),
+            ("objects", tuple(objects)),
+            ("query", q),
+            ("surface", surface),
+        ):
+            meta[key].append(v)
+    return Prompts(
+        task="colored_objects",
+        clean=tuple(clean),
+        corrupted=tuple(corrupted),
+        answers=tuple(answers),
+        contrasts=tuple(contrasts),
+        spans=tuple(spans),
+        meta={key: tuple(v) for key, v in meta.items()},
+    )
