@@ -3,11 +3,23 @@ colored_objects): template filling that records where each field landed, and opt
 
 from __future__ import annotations
 
+import functools
 import re
 from typing import Any
 
 _FIELD = re.compile(r"\{(\w+)\}")
-_LAST_WORD = re.compile(r"\s?\S+$")
+
+
+@functools.lru_cache(maxsize=256)
+def _parse(template: str) -> tuple[tuple[str, str, int], ...]:
+    """(literal, field, 1 if the literal ends in a space) triples; the last field is ""."""
+    parts, last = [], 0
+    for m in _FIELD.finditer(template):
+        lit = template[last : m.start()]
+        parts.append((lit, m.group(1), int(lit.endswith(" "))))
+        last = m.end()
+    parts.append((template[last:], "", 0))
+    return tuple(parts)
 
 
 def fill(template: str, values: dict[str, str]) -> tuple[str, dict[str, tuple[int, int]]]:
@@ -16,27 +28,26 @@ def fill(template: str, values: dict[str, str]) -> tuple[str, dict[str, tuple[in
     A field's span covers its value plus the single space before it, if any (so it is the text
     of the word token, e.g. `" Mary"`). A field used twice keeps the span of its first use.
     """
-    out, spans, pos, last = [], {}, 0, 0
-    for m in _FIELD.finditer(template):
-        lit = template[last : m.start()]
+    out, spans, pos = [], {}, 0
+    for lit, field, space in _parse(template):
         out.append(lit)
         pos += len(lit)
-        value = values[m.group(1)]
-        start = pos - 1 if lit.endswith(" ") else pos
-        spans.setdefault(m.group(1), (start, pos + len(value)))
-        out.append(value)
-        pos += len(value)
-        last = m.end()
-    out.append(template[last:])
+        if field:
+            value = values[field]
+            out.append(value)
+            spans.setdefault(field, (pos - space, pos + len(value)))
+            pos += len(value)
     return "".join(out), spans
 
 
 def end_span(text: str) -> tuple[int, int]:
     """Char span of the last word of `text` with its leading space (the prediction position)."""
-    m = _LAST_WORD.search(text)
-    if m is None:
+    end = len(text.rstrip())
+    if end == 0:
         raise ValueError(f"end_span: {text!r} has no word.")
-    return m.start(), m.end()
+    cut = max(text.rfind(" ", 0, end), text.rfind("\n", 0, end), text.rfind("\t", 0, end))
+    # include the separating space: it belongs to the word's token (" to")
+    return (cut if cut >= 0 and text[cut] == " " else cut + 1), end
 
 
 def check_options(task: str, options: dict[str, Any], defaults: dict[str, Any]) -> dict[str, Any]:
