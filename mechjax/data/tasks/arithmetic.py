@@ -1,11 +1,120 @@
-"""Task generator `arithmetic` (work in progress)."""
+"""Two-operand arithmetic: "12 + 7 =" -> " 19", "15 - 8 =" -> " 7".
+
+Source: Zhang et al., "Interpreting and Improving Large Language Models in Arithmetic
+Calculation" (ICML 2024): path patching finds a few heads that attend from the last position
+to the operands and the operator, then MLPs compute the result. Their prompts are in the
+same form ("{a} {op} {b} =", plus phrasings); we keep every operand and result in 0..99 so
+each number is one token under the pair-chunking digit tokenizer.
+
+  clean:     "{a} {op} {b} =" (template 0) or "Compute: {a} {op} {b} =" (template 1);
+             op in `ops`, a, b in 0..99 with a + b <= 99 or a - b >= 0 (uniform over the
+             valid pairs of the chosen op).
+  answer:    the result with its leading space.
+  contrast:  `contrast="off_by_one"` (default): result + 1 or result - 1 (in 0..99);
+             `"random"`: a uniformly random other number in 0..99.
+  corrupted: the same template and operator with other operands, each with the same number
+             of digits as the clean one (so the same token count), and a different result.
+  spans:     "a", "op", "b", "eq" (the "="; also the last token).
+  meta:      a, b, op, result, template, corrupt_a, corrupt_b.
+
+Differences from the paper: results are limited to 0..99 (single tokens), two templates only.
+"""
 
 from __future__ import annotations
 
+import random
+
 from mechjax.data.tasks.base import Prompts, register
+
+# the text before "{a} {op} {b} =" in each template
+PREFIXES = ("", "Compute: ")
+CONTRASTS = ("off_by_one", "random")
+
+
+def _valid(a: int, b: int, op: str) -> bool:
+    return 0 <= a <= 99 and 0 <= b <= 99 and (a + b <= 99 if op == "+" else a >= b)
+
+
+def _apply(a: int, b: int, op: str) -> int:
+    return a + b if op == "+" else a - b
+
+
+def _same_digits(rng: random.Random, x: int) -> int:
+    return rng.randint(0, 9) if x < 10 else rng.randint(10, 99)
 
 
 @register("arithmetic")
-def arithmetic(n: int, seed: int = 0, **options) -> Prompts:
-    """Not implemented yet."""
-    raise NotImplementedError("arithmetic: being written.")
+def arithmetic(
+    n: int,
+    seed: int = 0,
+    ops: str = "+-",
+    template: int | None = None,
+    contrast: str = "off_by_one",
+) -> Prompts:
+    """`n` addition / subtraction prompts.
+
+    Args:
+      n: number of examples.
+      seed: the examples are a deterministic function of it.
+      ops: the operators to draw from, a non-empty string over "+-" ("+", "-" or "+-").
+      template: 0 or 1 to fix the template (see module docstring); None draws one per example.
+      contrast: "off_by_one" or "random" (see module docstring).
+
+    Returns:
+      :class:`Prompts` with spans "a", "op", "b", "eq".
+    """
+    if not isinstance(ops, str) or not ops or set(ops) - {"+", "-"}:
+        raise ValueError(f"arithmetic: ops={ops!r} is not valid; use '+', '-' or '+-'.")
+    if template is not None and template not in range(len(PREFIXES)):
+        raise ValueError(
+            f"arithmetic: template={template!r} is not valid; use None or 0..{len(PREFIXES) - 1}."
+        )
+    if contrast not in CONTRASTS:
+        raise ValueError(f"arithmetic: contrast={contrast!r} is not valid; use one of {CONTRASTS}.")
+    op_list = sorted(set(ops))
+    rng = random.Random(seed)
+    clean, corrupted, answers, contrasts, spans = [], [], [], [], []
+    meta = {k: [] for k in ("a", "b", "op", "result", "template", "corrupt_a", "corrupt_b")}
+    for _ in range(n):
+        op = rng.choice(op_list)
+        t = rng.randrange(len(PREFIXES)) if template is None else template
+        while True:  # uniform over valid pairs (rejection: >= half of all pairs are valid)
+            a, b = rng.randint(0, 99), rng.randint(0, 99)
+            if _valid(a, b, op):
+                break
+        r = _apply(a, b, op)
+        while True:  # every digit-count class has valid pairs with other results
+            ca, cb = _same_digits(rng, a), _same_digits(rng, b)
+            if _valid(ca, cb, op) and _apply(ca, cb, op) != r:
+                break
+        if contrast == "off_by_one":
+            c = r + rng.choice((-1, 1)) if 0 < r < 99 else (1 if r == 0 else 98)
+        else:
+            c = rng.choice([x for x in range(100) if x != r])
+        prefix = PREFIXES[t]
+        text = f"{prefix}{a} {op} {b} ="
+        ia = len(prefix)
+        ib = ia + len(str(a)) + 3
+        clean.append(text)
+        corrupted.append(f"{prefix}{ca} {op} {cb} =")
+        answers.append((f" {r}",))
+        contrasts.append((f" {c}",))
+        spans.append(
+            {
+                "a": (ia, ia + len(str(a))),
+                "op": (ib - 2, ib - 1),
+                "b": (ib, ib + len(str(b))),
+                "eq": (len(text) - 1, len(text)),
+            }
+        )
+        for k, v in zip(meta, (a, b, op, r, t, ca, cb)):
+            meta[k].append(v)
+    return Prompts(
+        task="arithmetic",
+        clean=tuple(clean),
+        corrupted=tuple(corrupted),
+        answers=tuple(answers),
+        contrasts=tuple(contrasts),
+        spans=tuple(spans),
+        meta={k: tuple(v) for k, v in meta.items()},
+    )

@@ -1,11 +1,97 @@
-"""Task generator `repeated` (work in progress)."""
+"""Repeated random words: continue the second copy of a random sequence (induction).
+
+Source: the repeated-random-tokens probe of induction heads (Elhage et al. 2021, Olsson et
+al. 2022): on a random sequence repeated twice, an induction head at a token of the second
+copy attends to the token after that token's first occurrence and copies it. We use words
+from a fixed list instead of random token ids so the prompts are text a model trains on.
+
+    " cat river gold ... cat river" -> " gold"
+
+  clean:     `length` distinct random words (from WORDS), then the same words again up to and
+             including the word at index p-1 of the second copy (1 <= p <= length-1).
+  answer:    the first copy's word at index p (what induction predicts).
+  contrast:  the corrupted first copy's word at index p: a word not in the clean sequence.
+  corrupted: the first copy replaced by other random words (none from the clean sequence)
+             except at index p-1, which keeps the current word, so induction from the current
+             word now points to a different next word (the contrast); the second copy is
+             unchanged, so the token count is the same (all words are single tokens).
+  spans:     "first_copy_match" (the current word's occurrence in the first copy, index p-1),
+             "first_copy_answer" (the answer's occurrence in the first copy, index p: where
+             an induction head attends), "end" (the current word).
+  meta:      length, pos (p), words (the clean first copy).
+"""
 
 from __future__ import annotations
 
+import random
+
 from mechjax.data.tasks.base import Prompts, register
+
+WORDS = tuple(
+    " " + w
+    for w in """
+    time year people way day man thing woman life child world school state family student
+    group country problem hand part place case week company system program question work
+    government number night point home water room mother area money story fact month lot
+    right study book eye job word business issue side kind head house service friend father
+    power hour game line end member law car city name team minute idea kid body information
+    back parent face others level office door health person art war history party result
+    change morning reason research girl guy moment air teacher force education foot boy
+    """.split()
+)
+MIN_LEN, MAX_LEN = 5, 15
 
 
 @register("repeated")
-def repeated(n: int, seed: int = 0, **options) -> Prompts:
-    """Not implemented yet."""
-    raise NotImplementedError("repeated: being written.")
+def repeated(n: int, seed: int = 0, length: int | None = None) -> Prompts:
+    """`n` repeated-sequence prompts.
+
+    Args:
+      n: number of examples.
+      seed: the examples are a deterministic function of it.
+      length: words per copy, 2..len(WORDS)//2; None draws it uniformly from 5..15 per example.
+
+    Returns:
+      :class:`Prompts` with spans "first_copy_match", "first_copy_answer", "end".
+    """
+    max_len = len(WORDS) // 2  # the corrupted copy needs length - 1 fresh words
+    if length is not None and (not isinstance(length, int) or not 2 <= length <= max_len):
+        raise ValueError(
+            f"repeated: length={length!r} is not valid; use None or an int in 2..{max_len}."
+        )
+    rng = random.Random(seed)
+    clean, corrupted, answers, contrasts, spans = [], [], [], [], []
+    meta = {k: [] for k in ("length", "pos", "words")}
+    for _ in range(n):
+        L = rng.randint(MIN_LEN, MAX_LEN) if length is None else length
+        p = rng.randint(1, L - 1)
+        words = rng.sample(WORDS, 2 * L)
+        first, fresh = words[:L], words[L:]
+        corrupt_first = list(fresh[:L])
+        corrupt_first[p - 1] = first[p - 1]
+        second = first[:p]
+        text = "".join(first)
+        starts = [sum(len(w) for w in first[:j]) for j in range(L)]
+        clean.append(text + "".join(second))
+        corrupted.append("".join(corrupt_first) + "".join(second))
+        answers.append((first[p],))
+        contrasts.append((corrupt_first[p],))
+        full = clean[-1]
+        spans.append(
+            {
+                "first_copy_match": (starts[p - 1], starts[p - 1] + len(first[p - 1])),
+                "first_copy_answer": (starts[p], starts[p] + len(first[p])),
+                "end": (len(full) - len(second[-1]), len(full)),
+            }
+        )
+        for k, v in zip(meta, (L, p, tuple(first))):
+            meta[k].append(v)
+    return Prompts(
+        task="repeated",
+        clean=tuple(clean),
+        corrupted=tuple(corrupted),
+        answers=tuple(answers),
+        contrasts=tuple(contrasts),
+        spans=tuple(spans),
+        meta={k: tuple(v) for k, v in meta.items()},
+    )
