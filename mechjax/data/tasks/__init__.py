@@ -1,0 +1,46 @@
+"""Text tasks for circuit analysis: generators, tokenization and the logit-difference metric.
+
+    from mechjax.data import tasks
+    prompts = tasks.generate("ioi", n=64, seed=0)     # strings, deterministic from the seed
+    batch = tasks.encode(prompts, tokenizer)          # numpy TaskBatch for mj.run
+    logits, _ = mj.run(model, params, batch.tokens)
+    tasks.logit_diff(logits, batch), tasks.accuracy(logits, batch)   # [N] each
+"""
+
+from mechjax.data.tasks import (  # noqa: F401  (each module registers its generators)
+    arithmetic,
+    colored_objects,
+    docstring,
+    factual,
+    greater_than,
+    ioi,
+    multiple_choice,
+    needle,
+    repeated,
+    successor,
+)
+from mechjax.data.tasks.base import (
+    BOS,
+    GENERATORS,
+    Prompts,
+    TaskBatch,
+    accuracy,
+    encode,
+    generate,
+    logit_diff,
+    register,
+    single_token_id,
+)
+
+__all__ = [
+    "BOS",
+    "GENERATORS",
+    "Prompts",
+    "TaskBatch",
+    "accuracy",
+    "encode",
+    "generate",
+    "logit_diff",
+    "register",
+    "single_token_id",
+]
