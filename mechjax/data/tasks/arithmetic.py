@@ -14,7 +14,7 @@ each number is one token under the pair-chunking digit tokenizer.
              `"random"`: a uniformly random other number in 0..99.
   corrupted: the same template and operator with other operands, each with the same number
              of digits as the clean one (so the same token count), and a different result.
-  spans:     "a", "op", "b", "eq" (the "="; also the last token).
+  spans:     "a", "op", "b", "eq" (the "="), "end" (the last token, also the "=").
   meta:      a, b, op, result, template, corrupt_a, corrupt_b.
 
 Differences from the paper: results are limited to 0..99 (single tokens), two templates only.
@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import random
 
+from mechjax.data.tasks._text import check_options
 from mechjax.data.tasks.base import Prompts, register
 
 # the text before "{a} {op} {b} =" in each template
@@ -44,13 +45,7 @@ def _same_digits(rng: random.Random, x: int) -> int:
 
 
 @register("arithmetic")
-def arithmetic(
-    n: int,
-    seed: int = 0,
-    ops: str = "+-",
-    template: int | None = None,
-    contrast: str = "off_by_one",
-) -> Prompts:
+def arithmetic(n: int, seed: int = 0, **options) -> Prompts:
     """`n` addition / subtraction prompts.
 
     Args:
@@ -61,8 +56,12 @@ def arithmetic(
       contrast: "off_by_one" or "random" (see module docstring).
 
     Returns:
-      :class:`Prompts` with spans "a", "op", "b", "eq".
+      :class:`Prompts` with spans "a", "op", "b", "eq", "end".
     """
+    opts = check_options(
+        "arithmetic", options, {"ops": "+-", "template": None, "contrast": "off_by_one"}
+    )
+    ops, template, contrast = opts["ops"], opts["template"], opts["contrast"]
     if not isinstance(ops, str) or not ops or set(ops) - {"+", "-"}:
         raise ValueError(f"arithmetic: ops={ops!r} is not valid; use '+', '-' or '+-'.")
     if template is not None and template not in range(len(PREFIXES)):
@@ -105,6 +104,7 @@ def arithmetic(
                 "op": (ib - 2, ib - 1),
                 "b": (ib, ib + len(str(b))),
                 "eq": (len(text) - 1, len(text)),
+                "end": (len(text) - 1, len(text)),
             }
         )
         for k, v in zip(meta, (a, b, op, r, t, ca, cb)):

@@ -31,6 +31,7 @@ from __future__ import annotations
 import functools
 import random
 
+from mechjax.data.tasks._text import check_options
 from mechjax.data.tasks.base import Prompts, register
 
 SUBJECTS = tuple(
@@ -139,13 +140,7 @@ def _render(template: str, subject: str) -> tuple[str, dict[str, tuple[int, int]
 
 
 @register("factual")
-def factual(
-    n: int,
-    seed: int = 0,
-    kb_seed: int = 0,
-    templates: str = "all",
-    relations: tuple[str, ...] | None = None,
-) -> Prompts:
+def factual(n: int, seed: int = 0, **options) -> Prompts:
     """`n` factual-recall prompts over :func:`knowledge_base` (`kb_seed`).
 
     Args:
@@ -154,16 +149,21 @@ def factual(
       kb_seed: which knowledge base; keep it equal between training and evaluation.
       templates: "all", "train" (all but the last template per relation) or "heldout"
         (only the last one).
-      relations: a subset of RELATIONS to draw from (default all).
+      relations: a relation or a subset of RELATIONS to draw from (default None: all).
 
     Returns:
       :class:`Prompts` with spans "subject", "relation", "end".
     """
+    opts = check_options("factual", options, {"kb_seed": 0, "templates": "all", "relations": None})
+    kb_seed, templates, relations = opts["kb_seed"], opts["templates"], opts["relations"]
     if templates not in TEMPLATE_SETS:
         raise ValueError(
             f"factual: templates={templates!r} is not valid; use one of {TEMPLATE_SETS}."
         )
-    rels = RELATIONS if relations is None else tuple(relations)
+    if relations is None:
+        rels = RELATIONS
+    else:
+        rels = (relations,) if isinstance(relations, str) else tuple(relations)
     bad = [r for r in rels if r not in RELATIONS]
     if bad or not rels:
         raise ValueError(

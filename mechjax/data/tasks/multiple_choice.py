@@ -29,6 +29,7 @@ from __future__ import annotations
 import random
 import string
 
+from mechjax.data.tasks._text import check_options
 from mechjax.data.tasks.base import Prompts, register
 
 # (question, correct option, three distractors)
@@ -93,7 +94,7 @@ def _render(question, labs, opts) -> tuple[str, dict[str, tuple[int, int]]]:
 
 
 @register("multiple_choice")
-def multiple_choice(n: int, seed: int = 0, labels: str = "letters") -> Prompts:
+def multiple_choice(n: int, seed: int = 0, **options) -> Prompts:
     """`n` four-option multiple-choice prompts.
 
     Args:
@@ -105,6 +106,7 @@ def multiple_choice(n: int, seed: int = 0, labels: str = "letters") -> Prompts:
       :class:`Prompts` with spans "label0".."label3", "option0".."option3",
       "correct_option", "end".
     """
+    labels = check_options("multiple_choice", options, {"labels": "letters"})["labels"]
     if labels not in LABEL_SETS:
         raise ValueError(
             f"multiple_choice: labels={labels!r} is not valid; use one of {LABEL_SETS}."

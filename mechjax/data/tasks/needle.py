@@ -29,6 +29,7 @@ from __future__ import annotations
 
 import random
 
+from mechjax.data.tasks._text import check_options
 from mechjax.data.tasks.base import Prompts, register
 
 KEYS = tuple(
@@ -108,7 +109,7 @@ def _build(fill: list[str], k: int, key: str, val: int) -> tuple[str, dict[str, 
 
 
 @register("needle")
-def needle(n: int, seed: int = 0, n_filler: int = 12, depth: float | None = None) -> Prompts:
+def needle(n: int, seed: int = 0, **options) -> Prompts:
     """`n` needle-in-a-haystack prompts.
 
     Args:
@@ -122,6 +123,8 @@ def needle(n: int, seed: int = 0, n_filler: int = 12, depth: float | None = None
     Returns:
       :class:`Prompts` with spans "needle", "key", "value", "question_key", "end".
     """
+    opts = check_options("needle", options, {"n_filler": 12, "depth": None})
+    n_filler, depth = opts["n_filler"], opts["depth"]
     if not isinstance(n_filler, int) or n_filler < 1:
         raise ValueError(f"needle: n_filler={n_filler!r} is not valid; use an int >= 1.")
     if depth is not None and not (isinstance(depth, int | float) and 0.0 <= depth <= 1.0):

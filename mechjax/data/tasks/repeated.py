@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import random
 
+from mechjax.data.tasks._text import check_options
 from mechjax.data.tasks.base import Prompts, register
 
 WORDS = tuple(
@@ -43,7 +44,7 @@ MIN_LEN, MAX_LEN = 5, 15
 
 
 @register("repeated")
-def repeated(n: int, seed: int = 0, length: int | None = None) -> Prompts:
+def repeated(n: int, seed: int = 0, **options) -> Prompts:
     """`n` repeated-sequence prompts.
 
     Args:
@@ -54,6 +55,7 @@ def repeated(n: int, seed: int = 0, length: int | None = None) -> Prompts:
     Returns:
       :class:`Prompts` with spans "first_copy_match", "first_copy_answer", "end".
     """
+    length = check_options("repeated", options, {"length": None})["length"]
     max_len = len(WORDS) // 2  # the corrupted copy needs length - 1 fresh words
     if length is not None and (not isinstance(length, int) or not 2 <= length <= max_len):
         raise ValueError(

@@ -11,7 +11,9 @@ prompt is a run of 3-5 consecutive items and the model predicts the next one:
   clean:      3-5 consecutive items of one kind, each with its leading space.
   answer:     the successor of the last item.
   contrasts:  the last item itself and the item two steps after it (the two nearest wrong
-              guesses: "repeat" and "skip one").
+              guesses: "repeat" and "skip one"); when the answer is the list's final item
+              (" Sunday") there is no item two steps on, and the second contrast is the
+              item before the last one instead.
   corrupted:  the same items in a shuffled order whose last item is not the clean last item,
               so the run no longer ends in a succession; it is a permutation of the same
               item tokens, hence exactly the same token count.
@@ -21,12 +23,15 @@ prompt is a run of 3-5 consecutive items and the model predicts the next one:
 Differences from the paper: we use prompts rather than single-token OV scores; ranges stop
 before the end of each list (no wrap-around from Sunday to Monday), and numbers are 1-98 so
 every item and answer is one token under the pair-chunking digit tokenizer.
+Every item of every list occurs in some prompt or answer, so a model trained on the
+texts sees each contrast token too.
 """
 
 from __future__ import annotations
 
 import random
 
+from mechjax.data.tasks._text import check_options
 from mechjax.data.tasks.base import Prompts, register
 
 SEQUENCES: dict[str, tuple[str, ...]] = {
@@ -53,7 +58,7 @@ MIN_LEN, MAX_LEN = 3, 5
 
 
 @register("successor")
-def successor(n: int, seed: int = 0, kind: str = "mixed") -> Prompts:
+def successor(n: int, seed: int = 0, **options) -> Prompts:
     """`n` successor-sequence prompts.
 
     Args:
@@ -65,6 +70,7 @@ def successor(n: int, seed: int = 0, kind: str = "mixed") -> Prompts:
     Returns:
       :class:`Prompts` with spans "item0".."item{L-1}", "end" and meta kind/start/length.
     """
+    kind = check_options("successor", options, {"kind": "mixed"})["kind"]
     if kind not in KINDS:
         raise ValueError(f"successor: kind={kind!r} is not valid; use one of {KINDS}.")
     rng = random.Random(seed)
@@ -75,8 +81,8 @@ def successor(n: int, seed: int = 0, kind: str = "mixed") -> Prompts:
         k = rng.choice(kinds) if kind == "mixed" else kind
         items = SEQUENCES[k]
         length = rng.randint(MIN_LEN, MAX_LEN)
-        # the contrast two steps past the last item must exist: start + length + 1 < len(items)
-        start = rng.randint(0, len(items) - length - 2)
+        # the answer may be the list's final item (so every item is seen in training text)
+        start = rng.randint(0, len(items) - length - 1)
         run = list(items[start : start + length])
         order = list(range(length))
         # shuffled so the last item differs from the clean last item (so also not increasing)
@@ -90,7 +96,8 @@ def successor(n: int, seed: int = 0, kind: str = "mixed") -> Prompts:
         clean.append(text)
         corrupted.append("".join(run[j] for j in order))
         answers.append((items[start + length],))
-        contrasts.append((run[-1], items[start + length + 1]))
+        after = start + length + 1  # two steps past the last item, if the list goes on
+        contrasts.append((run[-1], items[after] if after < len(items) else run[-2]))
         spans.append(span)
         meta["kind"].append(k)
         meta["start"].append(start)
