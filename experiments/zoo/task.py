@@ -1,0 +1,158 @@
+"""Zoo models: small LMs trained here on standard-library code (optionally mixed with tasks).
+
+`build(config) -> Task` for `mechjax run configs/zoo/<name>.py`. The model is a
+`mj.Transformer` sized by `config.task`; data come from `mechjax.zoo.data.build`. Evals:
+held-out code loss (vs the unigram baseline), induction and previous-token scores of every
+head on repeated random tokens and, for mixture models, accuracy and logit difference
+(clean and corrupted) of every task. The report writes `tokenizer.json` and `data.json`
+into the workdir, which `python -m mechjax.zoo export` ships with the weights.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+import mechjax as mj
+from mechjax.analysis import detectors
+from mechjax.data import tasks as T
+from mechjax.train import ModelSpec, Task
+from mechjax.zoo import data as D
+
+
+def model_config(t, vocab: int) -> mj.TransformerConfig:
+    """The zoo model of `config.task` (attention-only when `d_mlp == 0`)."""
+    return mj.TransformerConfig(
+        d_model=t.d_model,
+        n_layers=t.n_layers,
+        n_heads=t.n_heads,
+        d_head=t.d_model // t.n_heads,
+        d_mlp=t.d_mlp if t.d_mlp else None,
+        attn_only=not t.d_mlp,
+        d_vocab=vocab,
+        n_ctx=t.n_ctx,
+        normalization_type="LN",
+        positional_embedding_type=t.positional_embedding_type,
+        act_fn="gelu_new",
+        name=t.name,
+    )
+
+
+def lm_losses(logits, tokens):
+    """Next-token loss per position `[batch, pos-1]` (nats)."""
+    logp = jax.nn.log_softmax(logits[:, :-1].astype(jnp.float32), -1)
+    return -jnp.take_along_axis(logp, tokens[:, 1:, None], -1)[..., 0]
+
+
+def eval_batches(tokenizer, task_names, n: int, seed: int = D.EVAL_SEED) -> dict:
+    """Encoded eval prompts per task (a disjoint seed from the training examples)."""
+    out = {}
+    for k, name in enumerate(task_names):
+        out[name] = T.encode(T.generate(name, n, seed=seed + 1000 * k), tokenizer)
+    return out
+
+
+def build(config) -> Task:
+    t = config.task
+    data = D.build(t.vocab_size, t.task_share, t.n_per_task, max_files=t.max_files)
+    vocab = data.tokenizer.get_vocab_size()
+    cfg = model_config(t, vocab)
+    model = mj.Transformer(cfg)
+    L = t.n_ctx
+    stream = jnp.asarray(data.train.astype(np.int32))
+    # fixed held-out windows, evenly spaced over the held-out files
+    starts = np.linspace(0, len(data.heldout) - L - 1, t.eval_windows).astype(np.int64)
+    held = np.stack([data.heldout[s : s + L] for s in starts]).astype(np.int32)
+    bos = data.tokenizer.token_to_id(D.BOS)
+    rng = np.random.default_rng(0)
+    half = t.induction_length
+    first = rng.integers(1, vocab, (t.eval_windows, half))
+    rep = np.concatenate([np.full((t.eval_windows, 1), bos), first, first], 1).astype(np.int32)
+    task_names = tuple(D.MIXTURE_TASKS) if t.task_share > 0 else ()
+    batches = eval_batches(data.tokenizer, task_names, t.eval_per_task) if task_names else {}
+    batch_size = config.batch_size
+
+    def init(key):
+        return mj.init(model, key, jnp.zeros((1, L), jnp.int32))
+
+    def batch(key, step):
+        del step
+        return {"tokens": D.windows(key, stream, batch_size, L)}
+
+    def loss(params, batch, ivs):
+        logits, _ = mj.run(model, params, batch["tokens"], interventions=ivs)
+        return lm_losses(logits, batch["tokens"]).mean(), {}
+
+    def evaluate(params, cond, key, ivs):
+        ivs = ivs if isinstance(ivs, tuple) else ()
+        logits, _ = mj.run(model, params, held, interventions=ivs)
+        out = {"heldout_loss": lm_losses(logits, held).mean()}
+        out["induction_score"] = detectors.induction_score(model, params, rep)
+        out["prev_token_score"] = detectors.previous_token_score(model, params, rep)
+        for name, b in batches.items():
+            lc, _ = mj.run(model, params, b.tokens, interventions=ivs)
+            lx, _ = mj.run(model, params, b.corrupted, interventions=ivs)
+            out[f"acc/{name}"] = T.accuracy(lc, b).mean()
+            out[f"ld/{name}"] = T.logit_diff(lc, b).mean()
+            out[f"ld_corrupted/{name}"] = T.logit_diff(lx, b).mean()
+        return out
+
+    def report(records, workdir):
+        data.tokenizer.save(os.path.join(workdir, "tokenizer.json"))
+        info = dict(data.info, unigram_loss=data.unigram_loss)
+        with open(os.path.join(workdir, "data.json"), "w") as f:
+            json.dump(info, f, indent=1)
+        evals = [r for r in records if r.get("split") == "eval"]
+        if not evals:
+            return {}
+        last = evals[-1]
+        ind = np.asarray(last["induction_score"])
+        pt = np.asarray(last["prev_token_score"])
+        summary = {
+            "step": last["step"],
+            "heldout_loss": float(last["heldout_loss"]),
+            "unigram_loss": data.unigram_loss,
+            "max_induction_score": float(ind.max()),
+            "max_prev_token_score": float(pt.max()),
+        }
+        lines = [
+            f"## {t.name}: step {last['step']}",
+            "",
+            f"held-out code loss {summary['heldout_loss']:.3f} nats/token "
+            f"(unigram baseline {data.unigram_loss:.3f})",
+            "",
+            "| layer | induction score per head | previous-token score per head |",
+            "|---|---|---|",
+        ]
+        for layer in range(ind.shape[0]):
+            a = " ".join(f"{x:.2f}" for x in ind[layer])
+            b = " ".join(f"{x:.2f}" for x in pt[layer])
+            lines.append(f"| {layer} | {a} | {b} |")
+        if task_names:
+            lines += [
+                "",
+                "| task | accuracy | logit diff | logit diff (corrupted) |",
+                "|---|---|---|---|",
+            ]
+            for name in task_names:
+                acc, ld, lx = (float(last[f"{k}/{name}"]) for k in ("acc", "ld", "ld_corrupted"))
+                summary[f"acc/{name}"] = acc
+                summary[f"ld/{name}"] = ld
+                summary[f"ld_corrupted/{name}"] = lx
+                lines.append(f"| {name} | {acc:.3f} | {ld:.2f} | {lx:.2f} |")
+        summary["_markdown"] = "\n".join(lines)
+        return summary
+
+    return Task(
+        model=model,
+        init=init,
+        batch=batch,
+        loss=loss,
+        evaluate=evaluate,
+        models=(ModelSpec("model", seed=0),),
+        report=report,
+    )

@@ -1,0 +1,50 @@
+"""The config shared by `configs/zoo/*.py` (each sets the model and data sizes)."""
+
+from __future__ import annotations
+
+import ml_collections
+
+from mechjax.train import base_config, parse_arg
+
+
+def zoo_config(name: str, arg, *, steps: int, lr: float, batch_size: int, **task):
+    """A zoo config: `task` sets the model (`n_layers`, `d_model`, `n_heads`, `d_mlp`, `n_ctx`)
+    and data (`vocab_size`, `task_share`, `n_per_task`). Variants: `runlocal` (4 steps on a
+    40-file corpus, for CI), `steps=N`."""
+    a = parse_arg(arg, runlocal=False, steps=0)
+    c = base_config()
+    c.experiment = "zoo"
+    c.total_steps = steps
+    c.batch_size = batch_size
+    c.optimizer = "adamw"
+    c.weight_decay = 0.01
+    c.lr = lr
+    c.schedule = "warmup_cosine"
+    c.warmup_steps = 100
+    c.grad_clip = 1.0
+    c.eval_every = 250
+    c.steps_per_call = 25
+    c.checkpoint_every = 250
+    c.keep_checkpoints = 2
+    t = c.task
+    t.name = name
+    t.positional_embedding_type = "rotary"
+    t.d_mlp = 0
+    t.task_share = 0.0
+    t.n_per_task = 0
+    t.max_files = 0
+    t.eval_windows = 16
+    t.eval_per_task = 64
+    t.induction_length = 50
+    t.update(task)
+    if a["runlocal"]:
+        c.total_steps, c.warmup_steps, c.eval_every, c.steps_per_call = 4, 1, 2, 2
+        c.checkpoint_every = 0
+        # code-only models shrink to a 512-token vocabulary; mixture models keep theirs, since
+        # every task word must stay one token (2,000 examples per task are enough for that)
+        vocab = t.vocab_size if t.task_share > 0 else 512
+        t.update(vocab_size=vocab, max_files=40, eval_windows=2, eval_per_task=4)
+        t.update(induction_length=16, n_per_task=min(t.n_per_task, 2000))
+    if a["steps"]:
+        c.total_steps = a["steps"]
+    return ml_collections.ConfigDict(c)

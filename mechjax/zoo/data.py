@@ -1,0 +1,204 @@
+"""The zoo's training data: the standard-library code corpus, optionally mixed with task texts.
+
+Everything here is deterministic from the arguments (and the Python version's standard
+library), so `mechjax run configs/zoo/<name>.py` rebuilds the same tokenizer and streams.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import functools
+
+import numpy as np
+
+from mechjax.data import corpus
+from mechjax.data.tokenizer import BOS, train_bpe
+
+MIXTURE_TASKS = (
+    "ioi",
+    "greater_than",
+    "docstring",
+    "colored_objects",
+    "successor",
+    "factual",
+    "arithmetic",
+    "multiple_choice",
+    "needle",
+    "repeated",
+)
+TRAIN_SEED = 12345  # task examples for training; evaluation uses other seeds (see EVAL_SEED)
+EVAL_SEED = 777
+
+
+@dataclasses.dataclass(frozen=True)
+class LMData:
+    """A tokenizer and its token streams (`<|endoftext|>` starts every document)."""
+
+    tokenizer: object
+    train: np.ndarray  # [n_train_tokens]
+    heldout: np.ndarray  # [n_heldout_tokens], held-out code files only
+    unigram_loss: float  # nats/token of held-out code under the train-code unigram distribution
+    info: dict  # corpus fingerprint, python version, token counts, task share
+
+
+def unigram_loss(train: np.ndarray, heldout: np.ndarray, vocab: int) -> float:
+    """Cross-entropy (nats/token) of `heldout` under add-one-smoothed unigram counts of `train`."""
+    counts = np.bincount(train, minlength=vocab).astype(np.float64) + 1.0
+    logp = np.log(counts / counts.sum())
+    return float(-logp[heldout].mean())
+
+
+def task_texts(n_per_task: int, seed: int, tasks=MIXTURE_TASKS) -> list[str]:
+    """`n_per_task` training texts (prompt + one sampled answer) per task, shuffled."""
+    from mechjax.data import tasks as T
+
+    rng = np.random.default_rng(seed)
+    out = []
+    for k, name in enumerate(tasks):
+        p = T.generate(name, n_per_task, seed=seed + 1000 * k)
+        for clean, answers in zip(p.clean, p.answers):
+            out.append(clean + answers[int(rng.integers(len(answers)))])
+    rng.shuffle(out)
+    return out
+
+
+def _cache_key(args: dict, files: list[str]) -> str:
+    """Hash of the arguments, the corpus and the source of everything that shapes the data."""
+    import hashlib
+    import json
+    import os
+
+    import mechjax.data.tasks as tasks_pkg
+
+    h = hashlib.sha1(json.dumps(args, sort_keys=True).encode())
+    h.update(corpus.fingerprint(files).encode())
+    src = [
+        os.path.join(os.path.dirname(tasks_pkg.__file__), f)
+        for f in sorted(os.listdir(os.path.dirname(tasks_pkg.__file__)))
+    ]
+    src += [
+        corpus.__file__,
+        __file__,
+        os.path.join(os.path.dirname(corpus.__file__), "tokenizer.py"),
+    ]
+    for p in src:
+        if p.endswith(".py"):
+            with open(p, "rb") as f:
+                h.update(f.read())
+    return h.hexdigest()[:16]
+
+
+def cache_dir() -> str:
+    """Where built data are cached: `$MECHJAX_CACHE` or `~/.cache/mechjax`."""
+    import os
+
+    return os.path.join(
+        os.environ.get("MECHJAX_CACHE", os.path.expanduser("~/.cache/mechjax")), "zoo_data"
+    )
+
+
+@functools.lru_cache(maxsize=4)
+def build(
+    vocab_size: int,
+    task_share: float = 0.0,
+    n_per_task: int = 0,
+    heldout_every: int = 20,
+    max_files: int = 0,
+):
+    """Tokenizer and streams for a zoo model.
+
+    Args:
+      vocab_size: BPE vocabulary size.
+      task_share: 0 for code only; else the fraction of training tokens that are task
+        examples (each `<|endoftext|>` + prompt + answer), interleaved with code files.
+      n_per_task: distinct training examples generated per task (repeated to reach the
+        share); they also enter the tokenizer's training texts so task words get merged.
+      heldout_every: one standard-library file in this many is held out.
+      max_files: if > 0, only the first `max_files` train and held-out files (for quick runs).
+
+    The result is cached on disk (:func:`cache_dir`), keyed by the arguments, the corpus
+    files and the source of the generators and tokenizer, since building takes minutes.
+    """
+    import json
+    import os
+    import sys
+
+    from tokenizers import Tokenizer
+
+    train_files = corpus.python_files("train", heldout_every=heldout_every)
+    held_files = corpus.python_files("heldout", heldout_every=heldout_every)
+    if max_files:
+        train_files, held_files = train_files[:max_files], held_files[:max_files]
+    args = dict(v=vocab_size, s=task_share, n=n_per_task, h=heldout_every, m=max_files)
+    path = os.path.join(cache_dir(), _cache_key(args, train_files + held_files))
+    if os.path.isfile(path + ".npz"):
+        z = np.load(path + ".npz")
+        with open(path + ".json") as f:
+            meta = json.load(f)
+        tok = Tokenizer.from_str(meta.pop("tokenizer"))
+        return LMData(tok, z["train"], z["heldout"], meta.pop("unigram_loss"), meta["info"])
+    code = corpus.read_texts(train_files)
+    held = corpus.read_texts(held_files)
+    extra = task_texts(n_per_task, TRAIN_SEED) if task_share > 0 else []
+    # task texts are short; repeat them in the tokenizer's input so their words are merged, and
+    # list every number below 100 (" 7", " 42", and "07", "42" inside longer numbers) so each
+    # is one token even if the examples happen to miss one (e.g. greater-than's "01")
+    numbers = "".join(f" {i}" for i in range(100)) + " x" + "".join(f"{i:02d}" for i in range(100))
+    primer = [numbers] * 50 if task_share > 0 else []
+    tokenizer = train_bpe(code + extra * 4 + primer, vocab_size=vocab_size)
+    code_stream = corpus.tokenize_texts(code, tokenizer)
+    held_stream = corpus.tokenize_texts(held, tokenizer)
+    stream = code_stream
+    if task_share > 0:
+        task_stream = corpus.tokenize_texts(extra, tokenizer)
+        # repeat / cut the task stream to the share, then interleave whole documents
+        want = int(len(code_stream) * task_share / (1 - task_share))
+        reps = -(-want // max(len(task_stream), 1))
+        task_stream = np.tile(task_stream, reps)[:want]
+        stream = _interleave(code_stream, task_stream, tokenizer.token_to_id(BOS), seed=0)
+    info = {
+        "python": sys.version.split()[0],
+        "corpus_files": {"train": len(train_files), "heldout": len(held_files)},
+        "corpus_fingerprint": corpus.fingerprint(train_files + held_files),
+        "tokens": {"train": int(len(stream)), "code": int(len(code_stream))},
+        "heldout_tokens": int(len(held_stream)),
+        "task_share": float(task_share),
+        "n_per_task": int(n_per_task),
+        "vocab_size": int(tokenizer.get_vocab_size()),
+    }
+    ul = unigram_loss(code_stream, held_stream, tokenizer.get_vocab_size())
+    try:  # a cache is a convenience: an unwritable folder only costs the rebuild
+        os.makedirs(cache_dir(), exist_ok=True)
+        np.savez(path + ".tmp.npz", train=stream, heldout=held_stream)
+        with open(path + ".tmp.json", "w") as f:
+            json.dump({"tokenizer": tokenizer.to_str(), "unigram_loss": ul, "info": info}, f)
+        os.replace(path + ".tmp.json", path + ".json")
+        os.replace(path + ".tmp.npz", path + ".npz")
+    except OSError:
+        pass
+    return LMData(tokenizer, stream, held_stream, ul, info)
+
+
+def _interleave(a: np.ndarray, b: np.ndarray, bos: int, seed: int) -> np.ndarray:
+    """Documents of `a` and `b` (split at `bos`), shuffled together with a fixed seed."""
+    docs = _split_docs(a, bos) + _split_docs(b, bos)
+    order = np.random.default_rng(seed).permutation(len(docs))
+    return np.concatenate([docs[i] for i in order])
+
+
+def _split_docs(s: np.ndarray, bos: int) -> list[np.ndarray]:
+    starts = np.flatnonzero(s == bos)
+    if len(starts) == 0 or starts[0] != 0:
+        starts = np.concatenate([[0], starts])
+    return np.split(s, starts[1:])
+
+
+def windows(key, stream, batch: int, length: int):
+    """`[batch, length]` random contiguous windows of `stream` (a jax array). Jittable."""
+    import jax
+    import jax.numpy as jnp
+
+    starts = jax.random.randint(key, (batch,), 0, stream.shape[0] - length)
+    return jax.vmap(lambda s: jax.lax.dynamic_slice(stream, (s,), (length,)))(starts).astype(
+        jnp.int32
+    )
