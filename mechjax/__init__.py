@@ -7,7 +7,7 @@ logits, cache = mj.run(model, params, tokens, cache="blocks.*.attn.hook_pattern"
                        interventions=[mj.ablate("blocks.0.attn.hook_z", heads=[1])])
 """
 
-from mechjax import edit, hooks
+from mechjax import edit, hooks, zoo
 from mechjax.analysis import metrics, patching
 from mechjax.hooks import register_site_axes
 from mechjax.interventions import Intervention, ablate, clamp, hook, patch, steer
@@ -40,4 +40,5 @@ __all__ = [
     "site_names",
     "site_shapes",
     "steer",
+    "zoo",
 ]

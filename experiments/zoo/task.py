@@ -81,7 +81,8 @@ def build(config) -> Task:
 
     def batch(key, step):
         del step
-        return {"tokens": D.windows(key, stream, batch_size, L)}
+        toks = D.windows(key, stream, batch_size, L, t.repeat_frac, t.repeat_min)
+        return {"tokens": toks}
 
     def loss(params, batch, ivs):
         logits, _ = mj.run(model, params, batch["tokens"], interventions=ivs)

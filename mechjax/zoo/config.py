@@ -33,6 +33,8 @@ def zoo_config(name: str, arg, *, steps: int, lr: float, batch_size: int, **task
     t.task_share = 0.0
     t.n_per_task = 0
     t.max_files = 0
+    t.repeat_frac = 0.0  # fraction of training windows that repeat their first m tokens
+    t.repeat_min = 16
     t.eval_windows = 16
     t.eval_per_task = 64
     t.induction_length = 50

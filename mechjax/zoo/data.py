@@ -193,12 +193,24 @@ def _split_docs(s: np.ndarray, bos: int) -> list[np.ndarray]:
     return np.split(s, starts[1:])
 
 
-def windows(key, stream, batch: int, length: int):
-    """`[batch, length]` random contiguous windows of `stream` (a jax array). Jittable."""
+def windows(key, stream, batch: int, length: int, repeat_frac: float = 0.0, repeat_min: int = 16):
+    """`[batch, length]` random contiguous windows of `stream` (a jax array). Jittable.
+
+    With `repeat_frac > 0`, that fraction of rows (in expectation) shows its first `m` tokens
+    twice, `m ~ U[repeat_min, length // 2]`: positions `m..2m-1` copy `0..m-1`, the rest
+    continues the window. A varying `m` rules out "copy from a fixed distance back", so the
+    repeats reward real induction heads.
+    """
     import jax
     import jax.numpy as jnp
 
-    starts = jax.random.randint(key, (batch,), 0, stream.shape[0] - length)
-    return jax.vmap(lambda s: jax.lax.dynamic_slice(stream, (s,), (length,)))(starts).astype(
-        jnp.int32
-    )
+    k_win, k_len, k_on = jax.random.split(key, 3)
+    starts = jax.random.randint(k_win, (batch,), 0, stream.shape[0] - length)
+    w = jax.vmap(lambda s: jax.lax.dynamic_slice(stream, (s,), (length,)))(starts).astype(jnp.int32)
+    if repeat_frac <= 0:
+        return w
+    m = jax.random.randint(k_len, (batch, 1), repeat_min, length // 2 + 1)
+    on = jax.random.uniform(k_on, (batch, 1)) < repeat_frac
+    i = jnp.arange(length)[None, :]
+    idx = jnp.where(on & (i >= m) & (i < 2 * m), i - m, i)  # [batch, pos]
+    return jnp.take_along_axis(w, idx, axis=1)

@@ -1,0 +1,198 @@
+"""The numbers of a zoo model card, computed from the weights with `mj.run`.
+
+* :func:`task_table`: per task, top-1 accuracy and the logit difference on clean and corrupted
+  prompts (eval prompts come from a seed disjoint from the training examples'; the column
+  `seen` gives the fraction that nonetheless appear verbatim among the training prompts).
+* :func:`code_loss`: next-token loss on held-out standard-library files vs the unigram
+  baseline (the train files' token frequencies).
+* :func:`head_scores`: induction and previous-token scores of every head on repeated random
+  tokens (TransformerLens' definitions, `mechjax.analysis.detectors`).
+"""
+
+from __future__ import annotations
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from mechjax.analysis import detectors
+from mechjax.data import tasks as T
+from mechjax.run import run
+from mechjax.zoo import data as D
+
+
+def _batched_logits_metrics(model, params, batch, chunk: int = 64):
+    """Per-example accuracy and logit differences (clean, corrupted), in chunks of `chunk`."""
+    acc, ld, lx = [], [], []
+    for i in range(0, len(batch), chunk):
+        b = batch.take(np.arange(i, min(i + chunk, len(batch))))
+        lc, _ = run(model, params, b.tokens)
+        lr, _ = run(model, params, b.corrupted)
+        acc.append(np.asarray(T.accuracy(lc, b)))
+        ld.append(np.asarray(T.logit_diff(lc, b)))
+        lx.append(np.asarray(T.logit_diff(lr, b)))
+    return np.concatenate(acc), np.concatenate(ld), np.concatenate(lx)
+
+
+def task_table(
+    model, params, tokenizer, tasks=D.MIXTURE_TASKS, n: int = 256, seed=D.EVAL_SEED, mixture=True
+):
+    """Per-task metrics on `n` eval prompts. Returns {task: {n, accuracy, logit_diff,
+    logit_diff_corrupted, ld_positive, seen}}; `seen` is against the mixture's training prompts
+    (0 when `mixture=False`). Tasks the tokenizer cannot encode (an answer that is not one
+    token) are left out with a note under the key "_skipped"."""
+    train = _training_prompts(tasks) if mixture else {}
+    out, skipped = {}, {}
+    for name in tasks:
+        k = D.MIXTURE_TASKS.index(name)  # the same eval seeds as the training-time evals
+        prompts = T.generate(name, n, seed=seed + 1000 * k)
+        try:
+            batch = T.encode(prompts, tokenizer)
+        except ValueError as e:
+            skipped[name] = str(e)[:200]
+            continue
+        acc, ld, lx = _batched_logits_metrics(model, params, batch)
+        out[name] = {
+            "n": n,
+            "accuracy": float(acc.mean()),
+            "logit_diff": float(ld.mean()),
+            "logit_diff_corrupted": float(lx.mean()),
+            "ld_positive": float((ld > 0).mean()),
+            "seen": float(np.mean([c in train.get(name, ()) for c in prompts.clean])),
+        }
+    if skipped:
+        out["_skipped"] = skipped
+    return out
+
+
+def _training_prompts(tasks, n_per_task: int = 20000) -> dict[str, set]:
+    """The clean prompts `zoo.data.task_texts` trains the mixture model on, per task."""
+    out = {}
+    for name in tasks:
+        if name in D.MIXTURE_TASKS:
+            p = T.generate(name, n_per_task, seed=D.TRAIN_SEED + 1000 * D.MIXTURE_TASKS.index(name))
+            out[name] = set(p.clean)
+    return out
+
+
+def code_loss(model, params, tokenizer, n_windows: int = 128, heldout_every: int = 20):
+    """Held-out code loss and the unigram baseline (nats/token), on `n_windows` windows of
+    `n_ctx` tokens spread evenly over the held-out standard-library files."""
+    from mechjax.data import corpus
+
+    L = model.cfg.n_ctx
+    held = corpus.tokenize_texts(
+        corpus.read_texts(corpus.python_files("heldout", heldout_every=heldout_every)), tokenizer
+    )
+    train = corpus.tokenize_texts(
+        corpus.read_texts(corpus.python_files("train", heldout_every=heldout_every)), tokenizer
+    )
+    starts = np.linspace(0, len(held) - L - 1, n_windows).astype(np.int64)
+    windows = np.stack([held[s : s + L] for s in starts]).astype(np.int32)
+    losses = []
+    for i in range(0, n_windows, 16):
+        w = windows[i : i + 16]
+        logits, _ = run(model, params, w)
+        logp = jax.nn.log_softmax(logits[:, :-1].astype(jnp.float32), -1)
+        losses.append(np.asarray(-jnp.take_along_axis(logp, w[:, 1:, None], -1)[..., 0]))
+    counts = np.bincount(train, minlength=tokenizer.get_vocab_size()).astype(np.float64) + 1.0
+    logq = np.log(counts / counts.sum())
+    targets = windows[:, 1:]
+    return {
+        "loss": float(np.concatenate(losses).mean()),
+        "unigram_loss": float(-logq[targets].mean()),
+        "tokens": int(targets.size),
+    }
+
+
+def head_scores(model, params, tokenizer, n: int = 32, length: int = 50, seed: int = 0):
+    """`{"induction": [layer, head], "previous_token": [layer, head]}` on `n` sequences of
+    BOS + `length` random tokens repeated once."""
+    bos = tokenizer.token_to_id(D.BOS)
+    rng = np.random.default_rng(seed)
+    first = rng.integers(1, tokenizer.get_vocab_size(), (n, length))
+    toks = np.concatenate([np.full((n, 1), bos), first, first], 1).astype(np.int32)
+    return {
+        "induction": np.asarray(detectors.induction_score(model, params, toks)),
+        "previous_token": np.asarray(detectors.previous_token_score(model, params, toks)),
+    }
+
+
+def markdown(name: str, tasks: dict | None, code: dict | None, heads: dict | None) -> str:
+    """The model-card tables as markdown."""
+    lines = []
+    if code:
+        lines += [
+            "| held-out code loss (nats/token) | unigram baseline | tokens |",
+            "|---|---|---|",
+            f"| {code['loss']:.3f} | {code['unigram_loss']:.3f} | {code['tokens']} |",
+            "",
+        ]
+    if heads:
+        ind, pt = heads["induction"], heads["previous_token"]
+        top = lambda s: (
+            ", ".join(  # noqa: E731
+                f"L{i}H{j} {s[i, j]:.2f}"
+                for i, j in zip(*np.unravel_index(np.argsort(-s, None), s.shape))
+                if s[i, j] > 0.3
+            )
+            or f"none > 0.3 (max {s.max():.2f})"
+        )
+        lines += [
+            "| heads (score > 0.3, repeated random tokens) | |",
+            "|---|---|",
+            f"| induction | {top(ind)} |",
+            f"| previous token | {top(pt)} |",
+            "",
+        ]
+    if tasks and any(not t.startswith("_") for t in tasks):
+        lines += [
+            "| task | n | top-1 accuracy | logit diff (clean) | logit diff (corrupted) "
+            "| P(logit diff > 0) | eval prompts seen in training |",
+            "|---|---|---|---|---|---|---|",
+        ]
+        for t, r in tasks.items():
+            if t.startswith("_"):
+                continue
+            lines.append(
+                f"| {t} | {r['n']} | {r['accuracy']:.3f} | {r['logit_diff']:.2f} | "
+                f"{r['logit_diff_corrupted']:.2f} | {r['ld_positive']:.3f} | {r['seen']:.2f} |"
+            )
+    return "\n".join(lines)
+
+
+def plot(name: str, tasks: dict | None, heads: dict, path: str) -> str:
+    """One PNG: induction and previous-token scores per head (heatmaps) and, for models with
+    tasks, the clean vs corrupted logit difference per task (bars). Returns `path`."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    rows = [t for t in (tasks or {}) if not t.startswith("_")]
+    n = 3 if rows else 2
+    fig, axes = plt.subplots(1, n, figsize=(4.2 * n, 3.4))
+    for ax, key in zip(axes, ("induction", "previous_token")):
+        s = np.asarray(heads[key])
+        im = ax.imshow(s, vmin=0, vmax=1, cmap="viridis", aspect="auto")
+        ax.set(title=f"{key.replace('_', '-')} score", xlabel="head", ylabel="layer")
+        ax.set_xticks(range(s.shape[1]))
+        ax.set_yticks(range(s.shape[0]))
+        for i, j in np.ndindex(s.shape):
+            ax.text(j, i, f"{s[i, j]:.2f}", ha="center", va="center", fontsize=7, color="w")
+    fig.colorbar(im, ax=axes[1], fraction=0.046)
+    if rows:
+        ax = axes[2]
+        y = np.arange(len(rows))
+        ax.barh(y - 0.2, [tasks[t]["logit_diff"] for t in rows], 0.4, label="clean")
+        ax.barh(y + 0.2, [tasks[t]["logit_diff_corrupted"] for t in rows], 0.4, label="corrupted")
+        ax.set_yticks(y, rows)
+        ax.invert_yaxis()
+        ax.axvline(0, color="k", lw=0.5)
+        ax.set(title="logit difference (answer - contrast)")
+        ax.legend(fontsize=7)
+    fig.suptitle(name)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return path

@@ -1,0 +1,141 @@
+"""The zoo: corpus split, tokenizer, data streams, export/load round trip, and the shipped
+weights (they load offline and still solve what they were trained for)."""
+
+import json
+import os
+
+import jax
+import numpy as np
+import pytest
+
+import mechjax as mj
+from mechjax import zoo
+from mechjax.data import corpus
+from mechjax.data import tasks as T
+from mechjax.data.tokenizer import BOS, train_bpe
+from mechjax.zoo import data as D
+from mechjax.zoo import evaluate as E
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+SHIPPED = ("attn2l_code", "attn4l_code", "gpt4l_mix")
+
+
+def test_corpus_split_is_disjoint_and_deterministic():
+    train = corpus.python_files("train")
+    held = corpus.python_files("heldout")
+    assert train == corpus.python_files("train")
+    assert not set(train) & set(held)
+    assert 0.02 < len(held) / (len(train) + len(held)) < 0.1  # about 1 in 20
+    texts = corpus.read_texts(train[:50] + held)
+    assert len(set(texts)) == len(texts)  # deduplicated by content
+    assert all(p.endswith(".py") and "site-packages" not in p for p in train)
+    with pytest.raises(ValueError, match="valid splits"):
+        corpus.python_files("test")
+
+
+def test_tokenizer_numbers_and_bos():
+    tok = train_bpe(["the year 1732 and 1799, 12 + 7 = 19"] * 200, vocab_size=400)
+    assert tok.token_to_id(BOS) == 0
+    assert tok.encode(" 1732").tokens == ["Ġ17", "32"]  # digit pairs, leading space kept
+    assert tok.encode(" 19").tokens == ["Ġ19"]
+    assert tok.decode(tok.encode("x = 1732 + 19").ids) == "x = 1732 + 19"
+    with pytest.raises(ValueError, match="vocab_size"):
+        train_bpe(["a"], vocab_size=10)
+
+
+def test_stream_windows_and_unigram():
+    tok = train_bpe(corpus.read_texts(corpus.python_files("train")[:20]), vocab_size=400)
+    s = corpus.tokenize_texts(["abc", "def"], tok)
+    assert s[0] == 0 and (s == 0).sum() == 2  # BOS before each document
+    stream = np.arange(1000)
+    w = np.asarray(D.windows(jax.random.key(0), jax.numpy.asarray(stream), 8, 32))
+    assert w.shape == (8, 32) and np.all(np.diff(w, axis=1) == 1)  # contiguous
+    # unigram cross-entropy is minimised by the true distribution: a matching split scores
+    # lower than a mismatched one
+    a = np.array([1] * 90 + [2] * 10)
+    assert D.unigram_loss(a, a, 4) < D.unigram_loss(a[::-1][:10], a, 4)
+
+
+def test_interleave_keeps_documents_whole():
+    a = np.array([0, 1, 1, 0, 2, 2, 2])
+    b = np.array([0, 5, 0, 6, 6])
+    s = D._interleave(a, b, bos=0, seed=0)
+    docs = sorted(tuple(d) for d in D._split_docs(s, 0))
+    assert docs == sorted([(0, 1, 1), (0, 2, 2, 2), (0, 5), (0, 6, 6)])
+
+
+def test_export_load_round_trip(tmp_path, monkeypatch):
+    """A tiny run exported and loaded gives the same logits (float32 storage)."""
+    from mechjax.cli import main
+
+    monkeypatch.setenv("MECHJAX_CACHE", str(tmp_path / "cache"))
+    work = tmp_path / "run"
+    cfg = os.path.join(ROOT, "configs/zoo/attn2l_code.py")
+    assert main(["run", cfg + ":runlocal", "--workdir", str(work), "--config.total_steps=2"]) == 0
+    for f in ("tokenizer.json", "data.json", "summary.json"):
+        assert (work / f).is_file()
+    folder = zoo.export(str(work), "tiny", out_dir=str(tmp_path / "zoo"), dtype="float32")
+    monkeypatch.setattr(zoo, "WEIGHTS_DIR", str(tmp_path / "zoo"))
+    assert zoo.names() == ["tiny"]
+    model, params, tok = zoo.load("tiny")
+    ref_model, ref_params = mj.load_run(str(work))
+    toks = np.array([[0] + tok.encode("def f(x):\n    return x").ids])
+    a, _ = mj.run(model, params, toks)
+    b, _ = mj.run(ref_model, ref_params, toks)
+    np.testing.assert_allclose(np.asarray(a), np.asarray(b), atol=1e-6)
+    card = json.load(open(os.path.join(folder, "card.json")))
+    assert card["training"]["steps"] == 2 and card["data"]["corpus_files"]["train"] == 40
+    with pytest.raises(ValueError, match="shipped models: tiny"):
+        zoo.load("nope")
+
+
+def test_shipped_zoo_is_small():
+    total = sum(
+        os.path.getsize(os.path.join(zoo.WEIGHTS_DIR, n, f))
+        for n in zoo.names()
+        for f in os.listdir(os.path.join(zoo.WEIGHTS_DIR, n))
+    )
+    assert set(SHIPPED) <= set(zoo.names())
+    assert total <= 30 * 2**20
+
+
+@pytest.mark.parametrize("name", ["attn2l_code", "attn4l_code"])
+def test_code_models_beat_unigram_and_have_induction_heads(name):
+    model, params, tok = zoo.load(name)
+    card = zoo.card(name)
+    held = corpus.tokenize_texts(corpus.read_texts(corpus.python_files("heldout")[:20]), tok)
+    L = model.cfg.n_ctx
+    w = np.stack([held[s : s + L] for s in np.linspace(0, len(held) - L - 1, 16).astype(int)])
+    logits, _ = mj.run(model, params, w.astype(np.int32))
+    logp = jax.nn.log_softmax(logits[:, :-1], -1)
+    loss = float(-np.take_along_axis(np.asarray(logp), w[:, 1:, None], -1).mean())
+    assert loss < card["data"]["unigram_loss"] - 1.0  # nats/token: far better than unigram
+    heads = E.head_scores(model, params, tok, n=8)
+    assert heads["induction"].max() > 0.5
+
+
+def test_mixture_model_solves_its_tasks():
+    """Accuracy on the training-time eval prompts matches the card (fp16 storage) and every
+    task is far above chance; IOI and greater-than have a logit difference the corruption
+    destroys."""
+    model, params, tok = zoo.load("gpt4l_mix")
+    card = zoo.card("gpt4l_mix")["final_eval"]
+    table = E.task_table(model, params, tok, n=64, mixture=False)
+    assert "_skipped" not in table
+    for name, r in table.items():
+        assert abs(r["accuracy"] - card[f"acc/{name}"]) <= 0.05, name
+        assert r["accuracy"] > 0.2, name  # top-1 over a 4,096-token vocabulary
+    for name in ("ioi", "greater_than"):
+        assert table[name]["logit_diff"] > 1.0
+        assert table[name]["logit_diff_corrupted"] < table[name]["logit_diff"] - 1.0
+
+
+def test_task_table_skips_tasks_the_tokenizer_cannot_encode():
+    tok = train_bpe(["def f(a):\n    return a\n"] * 20, vocab_size=300)
+    model = mj.Transformer(
+        mj.TransformerConfig(d_model=16, n_layers=1, n_heads=2, d_vocab=300, n_ctx=64)
+    )
+    params = mj.init(model, jax.random.key(0))
+    out = E.task_table(model, params, tok, ("arithmetic",), n=4, mixture=False)
+    assert "arithmetic" in out["_skipped"] and "not a single token" in out["_skipped"]["arithmetic"]
+    assert T.generate("arithmetic", 2).task == "arithmetic"
