@@ -44,7 +44,17 @@ def _table(names, n: int, out: str | None, plots: str | None) -> int:
         mixture = c["data"].get("task_share", 0) > 0
         tasks = D.MIXTURE_TASKS if mixture else ("docstring",)
         result = {
-            "tasks": E.task_table(model, params, tok, tasks, n=n, mixture=mixture),
+            # code models: the docstring task with the parameter names their tokenizer keeps
+            # whole (the mixture's tokenizer has them all)
+            "tasks": E.task_table(
+                model,
+                params,
+                tok,
+                tasks,
+                n=n,
+                mixture=mixture,
+                options=None if mixture else {"docstring": {"names": E.docstring_names(tok)}},
+            ),  # fmt: skip
             "code": E.code_loss(model, params, tok),
             "heads": {k: v.tolist() for k, v in E.head_scores(model, params, tok).items()},
         }

@@ -34,18 +34,33 @@ def _batched_logits_metrics(model, params, batch, chunk: int = 64):
     return np.concatenate(acc), np.concatenate(ld), np.concatenate(lx)
 
 
+def docstring_names(tokenizer) -> tuple[str, ...]:
+    """The docstring task's parameter names that are single tokens (with their space)."""
+    from mechjax.data.tasks import docstring
+
+    return tuple(w for w in docstring.NAMES if T.single_token_id(tokenizer, " " + w) is not None)
+
+
 def task_table(
-    model, params, tokenizer, tasks=D.MIXTURE_TASKS, n: int = 256, seed=D.EVAL_SEED, mixture=True
+    model,
+    params,
+    tokenizer,
+    tasks=D.MIXTURE_TASKS,
+    n: int = 256,
+    seed=D.EVAL_SEED,
+    mixture=True,
+    options: dict | None = None,
 ):
     """Per-task metrics on `n` eval prompts. Returns {task: {n, accuracy, logit_diff,
     logit_diff_corrupted, ld_positive, seen}}; `seen` is against the mixture's training prompts
-    (0 when `mixture=False`). Tasks the tokenizer cannot encode (an answer that is not one
-    token) are left out with a note under the key "_skipped"."""
+    (0 when `mixture=False`); `options` maps a task to generator options. Tasks the tokenizer
+    cannot encode (an answer that is not one token) are left out with a note under the key
+    "_skipped"."""
     train = _training_prompts(tasks) if mixture else {}
     out, skipped = {}, {}
     for name in tasks:
         k = D.MIXTURE_TASKS.index(name)  # the same eval seeds as the training-time evals
-        prompts = T.generate(name, n, seed=seed + 1000 * k)
+        prompts = T.generate(name, n, seed=seed + 1000 * k, **(options or {}).get(name, {}))
         try:
             batch = T.encode(prompts, tokenizer)
         except ValueError as e:

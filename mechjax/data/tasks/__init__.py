@@ -1,10 +1,10 @@
 """Text tasks for circuit analysis: generators, tokenization and the logit-difference metric.
 
-    from mechjax.data import tasks
-    prompts = tasks.generate("ioi", n=64, seed=0)     # strings, deterministic from the seed
-    batch = tasks.encode(prompts, tokenizer)          # numpy TaskBatch for mj.run
-    logits, _ = mj.run(model, params, batch.tokens)
-    tasks.logit_diff(logits, batch), tasks.accuracy(logits, batch)   # [N] each
+from mechjax.data import tasks
+prompts = tasks.generate("ioi", n=64, seed=0)     # strings, deterministic from the seed
+batch = tasks.encode(prompts, tokenizer)          # numpy TaskBatch for mj.run
+logits, _ = mj.run(model, params, batch.tokens)
+tasks.logit_diff(logits, batch), tasks.accuracy(logits, batch)   # [N] each
 """
 
 from mechjax.data.tasks import (  # noqa: F401  (each module registers its generators)
@@ -25,8 +25,10 @@ from mechjax.data.tasks.base import (
     Prompts,
     TaskBatch,
     accuracy,
+    encodable,
     encode,
     generate,
+    generate_encodable,
     logit_diff,
     register,
     single_token_id,
@@ -38,8 +40,10 @@ __all__ = [
     "Prompts",
     "TaskBatch",
     "accuracy",
+    "encodable",
     "encode",
     "generate",
+    "generate_encodable",
     "logit_diff",
     "register",
     "single_token_id",

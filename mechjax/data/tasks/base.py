@@ -59,13 +59,29 @@ class Prompts:
             raise ValueError(f"Prompts({self.task}): spans has {len(self.spans)} entries, not {n}.")
         for k, v in self.meta.items():
             if len(v) != n:
-                raise ValueError(f"Prompts({self.task}): meta[{k!r}] has {len(v)} entries, not {n}.")
+                raise ValueError(
+                    f"Prompts({self.task}): meta[{k!r}] has {len(v)} entries, not {n}."
+                )
         for i, a in enumerate(self.answers):
             if not a:
                 raise ValueError(f"Prompts({self.task}): example {i} has no answer.")
 
     def __len__(self) -> int:
         return len(self.clean)
+
+    def take(self, idx) -> Prompts:
+        """The examples at indices `idx` (a sequence of ints), in that order."""
+        idx = [int(i) for i in idx]
+        pick = lambda xs: tuple(xs[i] for i in idx)  # noqa: E731
+        return Prompts(
+            task=self.task,
+            clean=pick(self.clean),
+            corrupted=pick(self.corrupted),
+            answers=pick(self.answers),
+            contrasts=pick(self.contrasts),
+            spans=pick(self.spans) if self.spans else (),
+            meta={k: pick(v) for k, v in self.meta.items()},
+        )
 
     def training_texts(self) -> list[str]:
         """Each clean prompt followed by its first answer: the text a model is trained on."""
@@ -116,6 +132,50 @@ def single_token_id(tokenizer, text: str) -> int | None:
     """The id of `text` if it is exactly one token, else None."""
     ids = tokenizer.encode(text, add_special_tokens=False).ids
     return ids[0] if len(ids) == 1 else None
+
+
+def encodable(prompts: Prompts, tokenizer) -> np.ndarray:
+    """bool `[n]`: examples whose answers/contrasts are single tokens and whose clean and
+    corrupted prompts tokenize to the same length under `tokenizer`."""
+    clean = tokenizer.encode_batch(list(prompts.clean), add_special_tokens=False)
+    corr = tokenizer.encode_batch(list(prompts.corrupted), add_special_tokens=False)
+    single: dict[str, bool] = {}
+
+    def ok(words):
+        for w in words:
+            if w not in single:
+                single[w] = single_token_id(tokenizer, w) is not None
+            if not single[w]:
+                return False
+        return True
+
+    return np.array(
+        [
+            len(a.ids) == len(b.ids) and ok(ans) and ok(con)
+            for a, b, ans, con in zip(clean, corr, prompts.answers, prompts.contrasts)
+        ],
+        dtype=bool,
+    )
+
+
+def generate_encodable(
+    name: str, n: int, tokenizer, seed: int = 0, oversample: int = 8, **options: Any
+) -> Prompts:
+    """`n` examples of task `name` that `tokenizer` can encode (see :func:`encodable`).
+
+    The papers do the same for GPT-2 (e.g. IOI keeps single-token names): draw
+    `oversample * n` examples with `seed`, keep the encodable ones in order. Raises
+    ValueError if fewer than `n` survive, saying how many did.
+    """
+    pool = generate(name, oversample * n, seed=seed, **options)
+    keep = np.flatnonzero(encodable(pool, tokenizer))
+    if len(keep) < n:
+        raise ValueError(
+            f"generate_encodable({name!r}): only {len(keep)} of {len(pool)} examples are "
+            f"encodable with this tokenizer (single-token answers, equal clean/corrupted "
+            f"lengths); ask for fewer or raise oversample."
+        )
+    return pool.take(keep[:n])
 
 
 def encode(prompts: Prompts, tokenizer, bos: bool = True) -> TaskBatch:

@@ -74,16 +74,23 @@ _TEMPLATES = {k: _template(k) for k in (3, 4)}
 
 @register("docstring")
 def docstring(n: int, seed: int = 0, **options) -> Prompts:
-    """`n` docstring prompts. Option n_params in (3, 4, "mixed"; default "mixed"): parameters
-    after `self`. See the module docstring."""
-    opts = check_options("docstring", options, {"n_params": "mixed"})
+    """`n` docstring prompts. Options: n_params in (3, 4, "mixed"; default "mixed"): parameters
+    after `self`; names: the parameter-name words (default `NAMES`; pass the ones that are
+    single tokens for your tokenizer, e.g. a code-only one). See the module docstring."""
+    opts = check_options("docstring", options, {"n_params": "mixed", "names": NAMES})
     check_choice("docstring", "n_params", opts["n_params"], (3, 4, "mixed"))
+    pool = tuple(opts["names"])
+    if len(set(pool)) < 8 or not all(isinstance(x, str) and x.isidentifier() for x in pool):
+        raise ValueError(
+            f"docstring: names must hold >= 8 distinct identifiers (8 = two sets of 4 "
+            f"parameters), got {len(set(pool))}: {pool[:10]}."
+        )
     rng = random.Random(seed)
     clean, corrupted, answers, contrasts, spans = [], [], [], [], []
     meta = {"func": [], "params": [], "n_params": []}
     for _ in range(n):
         k = opts["n_params"] if opts["n_params"] != "mixed" else rng.choice((3, 4))
-        names = rng.sample(NAMES, 2 * k)
+        names = rng.sample(pool, 2 * k)
         params, fresh = names[:k], names[k:]
         func = rng.choice(FUNCS)
         words = {f"w{i}": w for i, w in enumerate(rng.choices(WORDS, k=7))}
