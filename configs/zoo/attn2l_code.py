@@ -1,4 +1,9 @@
-r"""Zoo: 2-layer attention-only LM on standard-library Python code (RoPE, d_model 128, 4 heads).
+r"""Zoo: 2-layer attention-only LM on standard-library Python code (RoPE, d_model 128, 8 heads).
+
+Context 128 tokens, BPE vocabulary 1,024 trained on the same code. Every training window
+shows its first m ~ U[16, 64] tokens twice, then continues with the code that followed them:
+natural text teaches copying (induction) only after billions of tokens, and this run sees
+~6M, so the repeats supply the signal.
 
 mechjax run configs/zoo/attn2l_code.py --workdir runs/zoo/attn2l_code
 python -m mechjax.zoo export runs/zoo/attn2l_code attn2l_code   # -> mechjax/zoo/weights/
@@ -9,7 +14,7 @@ from mechjax.zoo.config import zoo_config
 
 def get_config(arg=None):
     return zoo_config(
-        "attn2l_code", arg, steps=2000, lr=3e-3, batch_size=16,
-        n_layers=2, d_model=128, n_heads=4, n_ctx=256, vocab_size=2048,
-        repeat_frac=0.25,
+        "attn2l_code", arg, steps=3000, lr=1e-3, batch_size=16,
+        n_layers=2, d_model=128, n_heads=8, n_ctx=128, vocab_size=1024,
+        repeat_frac=1.0,
     )  # fmt: skip
