@@ -10,6 +10,7 @@ import pytest
 
 import mechjax as mj
 from mechjax import zoo
+from mechjax.analysis.metrics import next_token_loss
 from mechjax.data import corpus
 from mechjax.data import tasks as T
 from mechjax.data.tokenizer import BOS, train_bpe
@@ -107,8 +108,7 @@ def test_code_models_beat_unigram_and_reproduce_their_head_scores(name):
     L = model.cfg.n_ctx
     w = np.stack([held[s : s + L] for s in np.linspace(0, len(held) - L - 1, 16).astype(int)])
     logits, _ = mj.run(model, params, w.astype(np.int32))
-    logp = jax.nn.log_softmax(logits[:, :-1], -1)
-    loss = float(-np.take_along_axis(np.asarray(logp), w[:, 1:, None], -1).mean())
+    loss = float(next_token_loss(logits, w).mean())
     assert loss < card["data"]["unigram_loss"] - 1.0  # nats/token: far better than unigram
     # the training-time eval's sequences (16 x 50 random tokens, seed 0): same scores from
     # the float16 shipped weights
@@ -145,3 +145,12 @@ def test_task_table_skips_tasks_the_tokenizer_cannot_encode():
     out = E.task_table(model, params, tok, ("arithmetic",), n=4, mixture=False)
     assert "arithmetic" in out["_skipped"] and "not a single token" in out["_skipped"]["arithmetic"]
     assert T.generate("arithmetic", 2).task == "arithmetic"
+
+
+def test_next_token_loss_reads_the_following_token():
+    tokens = np.array([[1, 2, 3]])
+    logits = np.zeros((1, 3, 5), np.float32)
+    logits[0, 0, 2] = 10.0  # position 0 is confident in the true next token (2)
+    loss = np.asarray(next_token_loss(logits, tokens))
+    assert loss.shape == (1, 2)
+    assert loss[0, 0] < 1e-3 and abs(loss[0, 1] - np.log(5)) < 1e-5  # position 1: uniform

@@ -23,6 +23,7 @@ import mechjax as mj
 from experiments.induction_heads import clamps as C
 from experiments.induction_heads import measures as M
 from experiments.induction_heads import report as R
+from mechjax.analysis.metrics import next_token_loss
 from mechjax.data import EVALUATORS, FewShot, repeated_tokens
 from mechjax.train import ModelSpec, Task
 
@@ -207,9 +208,7 @@ def build_tokens(config) -> Task:
         toks = repeated_tokens.sample(key, batch_size, L, cfg.d_vocab, bos, min_len)
         return {"tokens": toks}
 
-    def lm_loss(logits, tokens):
-        logp = jax.nn.log_softmax(logits[:, :-1].astype(jnp.float32), -1)
-        return -jnp.take_along_axis(logp, tokens[:, 1:, None], -1)[..., 0]  # [batch, pos-1]
+    lm_loss = next_token_loss  # [batch, pos-1]
 
     def loss(params, batch, ivs):
         logits, _ = mj.run(model, params, batch["tokens"], interventions=ivs)

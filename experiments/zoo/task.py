@@ -13,12 +13,12 @@ from __future__ import annotations
 import json
 import os
 
-import jax
 import jax.numpy as jnp
 import numpy as np
 
 import mechjax as mj
 from mechjax.analysis import detectors
+from mechjax.analysis.metrics import next_token_loss
 from mechjax.data import tasks as T
 from mechjax.train import ModelSpec, Task
 from mechjax.zoo import data as D
@@ -40,12 +40,6 @@ def model_config(t, vocab: int) -> mj.TransformerConfig:
         act_fn="gelu_new",
         name=t.name,
     )
-
-
-def lm_losses(logits, tokens):
-    """Next-token loss per position `[batch, pos-1]` (nats)."""
-    logp = jax.nn.log_softmax(logits[:, :-1].astype(jnp.float32), -1)
-    return -jnp.take_along_axis(logp, tokens[:, 1:, None], -1)[..., 0]
 
 
 def eval_batches(tokenizer, task_names, n: int, seed: int = D.EVAL_SEED) -> dict:
@@ -86,12 +80,12 @@ def build(config) -> Task:
 
     def loss(params, batch, ivs):
         logits, _ = mj.run(model, params, batch["tokens"], interventions=ivs)
-        return lm_losses(logits, batch["tokens"]).mean(), {}
+        return next_token_loss(logits, batch["tokens"]).mean(), {}
 
     def evaluate(params, cond, key, ivs):
         ivs = ivs if isinstance(ivs, tuple) else ()
         logits, _ = mj.run(model, params, held, interventions=ivs)
-        out = {"heldout_loss": lm_losses(logits, held).mean()}
+        out = {"heldout_loss": next_token_loss(logits, held).mean()}
         out["induction_score"] = detectors.induction_score(model, params, rep)
         out["prev_token_score"] = detectors.previous_token_score(model, params, rep)
         for name, b in batches.items():

@@ -10,6 +10,7 @@ from __future__ import annotations
 import dataclasses
 from collections.abc import Callable
 
+import jax
 import jax.numpy as jnp
 
 
@@ -65,3 +66,12 @@ def normalized(metric: Callable, clean_value, corrupted_value) -> Callable:
         inner = metric.fn
         return LogitMetric(lambda lg: (inner(lg) - k) / (c - k), metric.positions)
     return lambda lg: (metric(lg) - k) / (c - k)
+
+
+def next_token_loss(logits, tokens):
+    """Per-position language-model loss (nats): `-log p(tokens[:, i+1] | ..i)`. `[batch, pos-1]`.
+
+    logits `[batch, pos, d_vocab]` from `mj.run` on `tokens` `[batch, pos]`; computed in fp32.
+    """
+    logp = jax.nn.log_softmax(jnp.asarray(logits)[:, :-1].astype(jnp.float32), -1)
+    return -jnp.take_along_axis(logp, jnp.asarray(tokens)[:, 1:, None], -1)[..., 0]

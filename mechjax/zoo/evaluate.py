@@ -11,11 +11,10 @@
 
 from __future__ import annotations
 
-import jax
-import jax.numpy as jnp
 import numpy as np
 
 from mechjax.analysis import detectors
+from mechjax.analysis.metrics import next_token_loss
 from mechjax.data import tasks as T
 from mechjax.run import run
 from mechjax.zoo import data as D
@@ -108,8 +107,7 @@ def code_loss(model, params, tokenizer, n_windows: int = 128, heldout_every: int
     for i in range(0, n_windows, 16):
         w = windows[i : i + 16]
         logits, _ = run(model, params, w)
-        logp = jax.nn.log_softmax(logits[:, :-1].astype(jnp.float32), -1)
-        losses.append(np.asarray(-jnp.take_along_axis(logp, w[:, 1:, None], -1)[..., 0]))
+        losses.append(np.asarray(next_token_loss(logits, w)))
     counts = np.bincount(train, minlength=tokenizer.get_vocab_size()).astype(np.float64) + 1.0
     logq = np.log(counts / counts.sum())
     targets = windows[:, 1:]
