@@ -109,12 +109,4 @@ def arithmetic(n: int, seed: int = 0, **options) -> Prompts:
         )
         for k, v in zip(meta, (a, b, op, r, t, ca, cb)):
             meta[k].append(v)
-    return Prompts(
-        task="arithmetic",
-        clean=tuple(clean),
-        corrupted=tuple(corrupted),
-        answers=tuple(answers),
-        contrasts=tuple(contrasts),
-        spans=tuple(spans),
-        meta={k: tuple(v) for k, v in meta.items()},
-    )
+    return Prompts.from_lists("arithmetic", clean, corrupted, answers, contrasts, spans, meta)

@@ -69,6 +69,19 @@ class Prompts:
     def __len__(self) -> int:
         return len(self.clean)
 
+    @classmethod
+    def from_lists(cls, task, clean, corrupted, answers, contrasts, spans=(), meta=None) -> Prompts:
+        """A `Prompts` from the lists a generator builds (converted to tuples)."""
+        return cls(
+            task=task,
+            clean=tuple(clean),
+            corrupted=tuple(corrupted),
+            answers=tuple(answers),
+            contrasts=tuple(contrasts),
+            spans=tuple(spans),
+            meta={k: tuple(v) for k, v in (meta or {}).items()},
+        )
+
     def take(self, idx) -> Prompts:
         """The examples at indices `idx` (a sequence of ints), in that order."""
         idx = [int(i) for i in idx]

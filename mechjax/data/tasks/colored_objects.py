@@ -78,12 +78,4 @@ def colored_objects(n: int, seed: int = 0, **options) -> Prompts:
             ("surface", surface),
         ):
             meta[key].append(v)
-    return Prompts(
-        task="colored_objects",
-        clean=tuple(clean),
-        corrupted=tuple(corrupted),
-        answers=tuple(answers),
-        contrasts=tuple(contrasts),
-        spans=tuple(spans),
-        meta={key: tuple(v) for key, v in meta.items()},
-    )
+    return Prompts.from_lists("colored_objects", clean, corrupted, answers, contrasts, spans, meta)

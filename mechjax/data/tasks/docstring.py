@@ -105,12 +105,4 @@ def docstring(n: int, seed: int = 0, **options) -> Prompts:
         spans.append({**{r: sp[r] for r in roles}, "end": end_span(text)})
         for key, v in (("func", func), ("params", tuple(params)), ("n_params", k)):
             meta[key].append(v)
-    return Prompts(
-        task="docstring",
-        clean=tuple(clean),
-        corrupted=tuple(corrupted),
-        answers=tuple(answers),
-        contrasts=tuple(contrasts),
-        spans=tuple(spans),
-        meta={key: tuple(v) for key, v in meta.items()},
-    )
+    return Prompts.from_lists("docstring", clean, corrupted, answers, contrasts, spans, meta)

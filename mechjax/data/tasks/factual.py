@@ -189,12 +189,4 @@ def factual(n: int, seed: int = 0, **options) -> Prompts:
         spans.append(span)
         for k, v in zip(meta, (subj, rel, t, attr, other)):
             meta[k].append(v)
-    return Prompts(
-        task="factual",
-        clean=tuple(clean),
-        corrupted=tuple(corrupted),
-        answers=tuple(answers),
-        contrasts=tuple(contrasts),
-        spans=tuple(spans),
-        meta={k: tuple(v) for k, v in meta.items()},
-    )
+    return Prompts.from_lists("factual", clean, corrupted, answers, contrasts, spans, meta)

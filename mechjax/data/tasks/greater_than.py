@@ -69,12 +69,4 @@ def greater_than(n: int, seed: int = 0, **options) -> Prompts:
         spans.append({"YY": sp["YY"], "century": sp["C"], "end": end_span(text)})
         for k, v in (("template", t), ("yy", yy), ("century", century), ("noun", noun)):
             meta[k].append(v)
-    return Prompts(
-        task="greater_than",
-        clean=tuple(clean),
-        corrupted=tuple(corrupted),
-        answers=tuple(answers),
-        contrasts=tuple(contrasts),
-        spans=tuple(spans),
-        meta={k: tuple(v) for k, v in meta.items()},
-    )
+    return Prompts.from_lists("greater_than", clean, corrupted, answers, contrasts, spans, meta)

@@ -105,12 +105,4 @@ def ioi(n: int, seed: int = 0, **options) -> Prompts:
         spans.append({"IO": a, "S1": b, "S2": sp["S"], "end": end_span(text)})
         for k, v in (("template", t), ("order", order), ("io", io), ("s", s)):
             meta[k].append(v)
-    return Prompts(
-        task="ioi",
-        clean=tuple(clean),
-        corrupted=tuple(corrupted),
-        answers=tuple(answers),
-        contrasts=tuple(contrasts),
-        spans=tuple(spans),
-        meta={k: tuple(v) for k, v in meta.items()},
-    )
+    return Prompts.from_lists("ioi", clean, corrupted, answers, contrasts, spans, meta)

@@ -139,12 +139,4 @@ def multiple_choice(n: int, seed: int = 0, **options) -> Prompts:
         spans.append(span)
         for k, v in zip(meta, (correct, perm.index(right), labs, q)):
             meta[k].append(v)
-    return Prompts(
-        task="multiple_choice",
-        clean=tuple(clean),
-        corrupted=tuple(corrupted),
-        answers=tuple(answers),
-        contrasts=tuple(contrasts),
-        spans=tuple(spans),
-        meta={k: tuple(v) for k, v in meta.items()},
-    )
+    return Prompts.from_lists("multiple_choice", clean, corrupted, answers, contrasts, spans, meta)

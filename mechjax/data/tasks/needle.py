@@ -150,12 +150,4 @@ def needle(n: int, seed: int = 0, **options) -> Prompts:
         spans.append(span)
         for name, v in zip(meta, (key, value, k / n_filler, n_filler, other)):
             meta[name].append(v)
-    return Prompts(
-        task="needle",
-        clean=tuple(clean),
-        corrupted=tuple(corrupted),
-        answers=tuple(answers),
-        contrasts=tuple(contrasts),
-        spans=tuple(spans),
-        meta={k: tuple(v) for k, v in meta.items()},
-    )
+    return Prompts.from_lists("needle", clean, corrupted, answers, contrasts, spans, meta)

@@ -88,12 +88,4 @@ def repeated(n: int, seed: int = 0, **options) -> Prompts:
         )
         for k, v in zip(meta, (L, p, tuple(first))):
             meta[k].append(v)
-    return Prompts(
-        task="repeated",
-        clean=tuple(clean),
-        corrupted=tuple(corrupted),
-        answers=tuple(answers),
-        contrasts=tuple(contrasts),
-        spans=tuple(spans),
-        meta={k: tuple(v) for k, v in meta.items()},
-    )
+    return Prompts.from_lists("repeated", clean, corrupted, answers, contrasts, spans, meta)

@@ -102,12 +102,4 @@ def successor(n: int, seed: int = 0, **options) -> Prompts:
         meta["kind"].append(k)
         meta["start"].append(start)
         meta["length"].append(length)
-    return Prompts(
-        task="successor",
-        clean=tuple(clean),
-        corrupted=tuple(corrupted),
-        answers=tuple(answers),
-        contrasts=tuple(contrasts),
-        spans=tuple(spans),
-        meta={k: tuple(v) for k, v in meta.items()},
-    )
+    return Prompts.from_lists("successor", clean, corrupted, answers, contrasts, spans, meta)
