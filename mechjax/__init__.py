@@ -13,7 +13,7 @@ from mechjax.hooks import register_site_axes
 from mechjax.interventions import Intervention, ablate, clamp, hook, patch, steer
 from mechjax.io import from_pretrained, load_tokenizer
 from mechjax.models import VARIANTS, Transformer, TransformerConfig
-from mechjax.run import init, run, site_names, site_shapes
+from mechjax.run import document_mask, init, run, site_names, site_shapes
 from mechjax.train.load import load_run
 
 __version__ = "0.1.0"
@@ -25,6 +25,7 @@ __all__ = [
     "TransformerConfig",
     "ablate",
     "clamp",
+    "document_mask",
     "from_pretrained",
     "edit",
     "hook",

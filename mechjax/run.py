@@ -70,6 +70,29 @@ def _dummy_inputs(cfg):
     return jnp.zeros((1, 2, cfg.d_input), jnp.float32)
 
 
+def _check_mask(inputs, attention_mask):
+    if attention_mask is None:
+        return
+    seq = np.shape(inputs["tokens"] if isinstance(inputs, dict) else inputs)[:2]
+    got = tuple(np.shape(attention_mask))
+    valid = ((seq[0], seq[1]), (seq[0], seq[1], seq[1]))
+    if got not in valid:
+        raise ValueError(
+            f"attention_mask has shape {got}; for inputs [batch, pos] = {list(seq)} it must be "
+            f"[batch, pos] {valid[0]} (padding) or [batch, q_pos, k_pos] {valid[1]}."
+        )
+
+
+def document_mask(segment_ids):
+    """`[batch, pos, pos]` attention mask letting each position see only its own segment.
+
+    `segment_ids` `[batch, pos]` labels the document each token belongs to (documents packed
+    into one row); pass the result as `attention_mask` (the causal mask still applies).
+    """
+    s = jnp.asarray(segment_ids)
+    return s[:, :, None] == s[:, None, :]
+
+
 def _check_inputs(model, inputs):
     cfg = getattr(model, "cfg", None)
     if cfg is None:
@@ -121,7 +144,10 @@ def run(model, params, inputs, *, cache=None, interventions=(), attention_mask=N
       cache: site names, wildcards (`'blocks.*.attn.hook_z'`), a predicate `name -> bool`,
         or True for every site. Only these sites are kept.
       interventions: sequence of `mj.patch/clamp/ablate/steer/hook` specs, applied in order.
-      attention_mask: optional `[batch, pos]` (1 = real token) for padded batches.
+      attention_mask: optional `[batch, pos]` (1 = real token) for padded batches, or
+        `[batch, q_pos, k_pos]` (1 = query may attend to key, on top of the causal mask),
+        e.g. a block-diagonal mask from `document_mask` for several documents packed into
+        one row.
 
     Returns:
       `(logits, cache)`: logits `[batch, pos, d_vocab]`; cache maps site name -> array in
@@ -133,6 +159,7 @@ def run(model, params, inputs, *, cache=None, interventions=(), attention_mask=N
     interventions = tuple(interventions)
     cache_spec = _hooks.normalize_cache_spec(cache)
     _check_inputs(model, inputs)
+    _check_mask(inputs, attention_mask)
     shapes = site_shapes(model, inputs, attention_mask)
     if isinstance(cache_spec, tuple):
         for spec in cache_spec:

@@ -376,6 +376,33 @@ def test_attention_mask_blocks_padding_keys():
     np.testing.assert_allclose(pat.sum(-1), 1.0, atol=1e-5)
 
 
+def test_document_mask_packs_documents_like_separate_runs():
+    # two documents in one row behind mj.document_mask give each document's own logits:
+    # RoPE sees only relative positions, so the second document's offset does not matter
+    _, model, params, _ = _setup("llama-tiny")
+    rng = np.random.default_rng(0)
+    a, b = rng.integers(0, 100, (1, 4)), rng.integers(0, 100, (1, 6))
+    row = jnp.asarray(np.concatenate([a, b], 1))
+    seg = jnp.asarray([[0] * 4 + [1] * 6])
+    mask = mj.document_mask(seg)
+    assert mask.shape == (1, 10, 10) and not bool(mask[0, 5, 2]) and bool(mask[0, 5, 4])
+    packed, _ = mj.run(model, params, row, attention_mask=mask)
+    la, _ = mj.run(model, params, jnp.asarray(a))
+    lb, _ = mj.run(model, params, jnp.asarray(b))
+    np.testing.assert_allclose(packed[:, :4], la, atol=1e-4)
+    np.testing.assert_allclose(packed[:, 4:], lb, atol=1e-4)
+    unmasked, _ = mj.run(model, params, row)
+    assert float(jnp.abs(unmasked[:, 4:] - lb).max()) > 1e-3  # the mask is what separates them
+
+
+def test_attention_mask_of_wrong_shape_is_rejected_with_valid_shapes():
+    _, model, params, tokens = _setup("gpt2-tiny", seq=5, batch=2)
+    with pytest.raises(
+        ValueError, match=r"attention_mask has shape \(2, 4\).*\(2, 5\).*\(2, 5, 5\)"
+    ):
+        mj.run(model, params, tokens, attention_mask=jnp.ones((2, 4)))
+
+
 # --- errors on the host, before tracing ------------------------------------------------------
 
 

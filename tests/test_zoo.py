@@ -57,6 +57,45 @@ def test_stream_windows_and_unigram():
     assert D.unigram_loss(a, a, 4) < D.unigram_loss(a[::-1][:10], a, 4)
 
 
+def test_packed_windows_are_independent_repeating_documents():
+    stream = jax.numpy.arange(10_000)
+    toks, seg = D.packed_windows(jax.random.key(0), stream, 4, 100, 48)
+    toks, seg = np.asarray(toks), np.asarray(seg)
+    assert toks.shape == seg.shape == (4, 100)
+    assert seg[0].tolist() == [0] * 48 + [1] * 48 + [2] * 4  # the last window is cut at 100
+    for row in range(4):
+        for d in range(2):
+            w = toks[row, 48 * d : 48 * (d + 1)]
+            # each window repeats its first m tokens (4 <= m <= 24), then continues contiguously
+            m = next(m for m in range(4, 25) if np.array_equal(w[m : 2 * m], w[:m]))
+            assert np.all(np.diff(w[:m]) == 1) and np.all(np.diff(w[2 * m :]) == 1)
+            assert w[2 * m] == w[m - 1] + m + 1 if 2 * m < 48 else True
+    rand, _ = D.packed_windows(jax.random.key(1), stream, 2, 96, 48, random_vocab=50)
+    rand = np.asarray(rand)
+    assert rand.min() >= 1 and rand.max() < 50  # random tokens, never BOS (0)
+    assert not np.all(np.diff(rand[0, 30:48]) == 1)
+
+
+def test_curriculum_batches_switch_from_packed_to_full_windows():
+    import sys
+
+    from mechjax.train.config import load_config_file
+
+    sys.path.insert(0, ROOT)  # experiments/ lives at the repo root
+    from experiments.zoo.task import build
+
+    cfg = load_config_file(os.path.join(ROOT, "configs/zoo/attn2l_code.py") + ":runlocal")
+    assert cfg.task.short_len == 48 and cfg.task.short_steps == 2
+    task = build(cfg)
+    early, late = task.batch(jax.random.key(0), 0), task.batch(jax.random.key(0), 2)
+    assert np.asarray(early["segments"]).max() == 2 and np.asarray(late["segments"]).max() == 0
+    assert early["tokens"].shape == late["tokens"].shape == (cfg.batch_size, cfg.task.n_ctx)
+    assert np.asarray(early["tokens"]).max() < 512  # random tokens drawn from the vocabulary
+    params = task.init(jax.random.key(0))
+    loss_early, _ = task.loss(params, early, ())
+    assert np.isfinite(float(loss_early))
+
+
 def test_interleave_keeps_documents_whole():
     a = np.array([0, 1, 1, 0, 2, 2, 2])
     b = np.array([0, 5, 0, 6, 6])
@@ -101,7 +140,7 @@ def test_shipped_zoo_is_small():
 
 
 @pytest.mark.parametrize("name", ["attn2l_code", "attn4l_code"])
-def test_code_models_beat_unigram_and_reproduce_their_head_scores(name):
+def test_code_models_beat_unigram_have_induction_heads_and_reproduce_their_card(name):
     model, params, tok = zoo.load(name)
     card = zoo.card(name)
     held = corpus.tokenize_texts(corpus.read_texts(corpus.python_files("heldout")[:20]), tok)
@@ -116,6 +155,14 @@ def test_code_models_beat_unigram_and_reproduce_their_head_scores(name):
     fe = card["final_eval"]
     assert abs(heads["induction"].max() - fe["max_induction_score"]) < 0.02
     assert abs(heads["previous_token"].max() - fe["max_prev_token_score"]) < 0.02
+    # the circuit itself: a layer-0 previous-token head and layer-1 induction heads, and the
+    # model copies (a second showing of random tokens is far cheaper than the first)
+    assert heads["previous_token"][0].max() > 0.5 and heads["induction"][1].max() > 0.5
+    rng = np.random.default_rng(1)
+    first = rng.integers(1, model.cfg.d_vocab, (8, 50))
+    rep = np.concatenate([np.zeros((8, 1), int), first, first], 1).astype(np.int32)
+    nll = np.asarray(next_token_loss(mj.run(model, params, rep)[0], rep))
+    assert nll[:, 51:].mean() < nll[:, 1:50].mean() - 3.0
 
 
 def test_mixture_model_reproduces_its_card_and_solves_what_it_learned():

@@ -13,6 +13,7 @@ from __future__ import annotations
 import json
 import os
 
+import jax
 import jax.numpy as jnp
 import numpy as np
 
@@ -74,13 +75,33 @@ def build(config) -> Task:
         return mj.init(model, key, jnp.zeros((1, L), jnp.int32))
 
     def batch(key, step):
-        del step
-        toks = D.windows(key, stream, batch_size, L, t.repeat_frac, t.repeat_min)
-        return {"tokens": toks}
+        k_long, k_short = jax.random.split(key)
+        toks = D.windows(k_long, stream, batch_size, L, t.repeat_frac, t.repeat_min)
+        if not t.short_len:
+            return {"tokens": toks}
+        rv = vocab if t.short_source == "random" else 0
+        short, seg = D.packed_windows(k_short, stream, batch_size, L, t.short_len, random_vocab=rv)
+        on = step < t.short_steps  # both are cheap gathers; the phase picks one
+        return {
+            "tokens": jnp.where(on, short, toks),
+            "segments": jnp.where(on, seg, jnp.zeros_like(seg)),
+            "warmup": on,
+        }
 
     def loss(params, batch, ivs):
-        logits, _ = mj.run(model, params, batch["tokens"], interventions=ivs)
-        return next_token_loss(logits, batch["tokens"]).mean(), {}
+        mask = mj.document_mask(batch["segments"]) if "segments" in batch else None
+        ivs = tuple(ivs) if isinstance(ivs, (tuple, list)) else ()
+        if "warmup" in batch:  # layers switched off during the warm-up (their output zeroed)
+            off = [mj.ablate(f"blocks.{i}.hook_attn_out") for i in t.warmup_off_layers]
+            ivs += tuple(iv.when(batch["warmup"]) for iv in off)
+        logits, _ = mj.run(model, params, batch["tokens"], interventions=ivs, attention_mask=mask)
+        toks = batch["tokens"]
+        if mask is None:
+            return next_token_loss(logits, toks).mean(), {}
+        # a window's last token does not predict the next window's first
+        same = batch["segments"][:, 1:] == batch["segments"][:, :-1]
+        nll = next_token_loss(logits, toks)
+        return (nll * same).sum() / same.sum(), {}
 
     def evaluate(params, cond, key, ivs):
         ivs = ivs if isinstance(ivs, tuple) else ()

@@ -123,8 +123,9 @@ class Attention(nn.Module):
         allowed = None
         if self.causal:
             allowed = jnp.tril(jnp.ones((n_q, n_k), bool), k=n_k - n_q)[None, None]
-        if attention_mask is not None:  # [batch, k_pos], 1 = attend
-            keys = attention_mask.astype(bool)[:, None, None, :]
+        if attention_mask is not None:  # [batch, k_pos] or [batch, q_pos, k_pos]; 1 = attend
+            m = attention_mask.astype(bool)
+            keys = m[:, None, None, :] if m.ndim == 2 else m[:, None, :, :]
             allowed = keys if allowed is None else allowed & keys
         if allowed is not None:
             scores = jnp.where(allowed, scores, -jnp.inf)

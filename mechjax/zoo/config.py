@@ -35,6 +35,14 @@ def zoo_config(name: str, arg, *, steps: int, lr: float, batch_size: int, **task
     t.max_files = 0
     t.repeat_frac = 0.0  # fraction of training windows that repeat their first m tokens
     t.repeat_min = 16
+    # curriculum: for the first `short_steps` steps each row packs independent `short_len`-token
+    # windows (each repeating its first m ~ U[4, short_len // 2] tokens) behind a document mask
+    t.short_len = 0  # 0 = off
+    t.short_steps = 0
+    t.short_source = "code"  # or "random": uniformly random tokens (synthetic copying warm-up)
+    # layers whose attention output is zero-ablated (mj.ablate(...).when(step < short_steps))
+    # during the warm-up, so that a deep model learns copying in its first layers
+    t.warmup_off_layers = ()
     t.eval_windows = 16
     t.eval_per_task = 64
     t.induction_length = 50
@@ -42,6 +50,7 @@ def zoo_config(name: str, arg, *, steps: int, lr: float, batch_size: int, **task
     if a["runlocal"]:
         c.total_steps, c.warmup_steps, c.eval_every, c.steps_per_call = 4, 1, 2, 2
         c.checkpoint_every = 0
+        t.short_steps = min(t.short_steps, 2)
         # code-only models shrink to a 512-token vocabulary; mixture models keep theirs, since
         # every task word must stay one token (2,000 examples per task are enough for that)
         vocab = t.vocab_size if t.task_share > 0 else 512

@@ -214,3 +214,36 @@ def windows(key, stream, batch: int, length: int, repeat_frac: float = 0.0, repe
     i = jnp.arange(length)[None, :]
     idx = jnp.where(on & (i >= m) & (i < 2 * m), i - m, i)  # [batch, pos]
     return jnp.take_along_axis(w, idx, axis=1)
+
+
+def packed_windows(
+    key,
+    stream,
+    batch: int,
+    length: int,
+    doc_len: int,
+    repeat_frac: float = 1.0,
+    repeat_min: int = 4,
+    random_vocab: int = 0,
+):
+    """`[batch, length]` rows each packing `ceil(length / doc_len)` independent short windows.
+
+    Returns `(tokens, segment_ids)`; pass `mj.document_mask(segment_ids)` as the attention mask
+    so that no token sees another window. Each short window repeats its first
+    `m ~ U[repeat_min, doc_len // 2]` tokens as in `windows`. Short contexts are the
+    curriculum that makes induction heads form early: with attention spread over 128 keys
+    at initialisation the gradient towards a previous-token head is too weak to matter in a
+    CPU budget, over 48 keys it is not (see experiments/zoo/README.md).
+    """
+    import jax
+    import jax.numpy as jnp
+
+    n = -(-length // doc_len)
+    if random_vocab:
+        stream = jax.random.randint(
+            jax.random.fold_in(key, 1), (batch * n * doc_len,), 1, random_vocab
+        )
+    w = windows(key, stream, batch * n, doc_len, repeat_frac, repeat_min)
+    toks = w.reshape(batch, n * doc_len)[:, :length]
+    seg = jnp.broadcast_to(jnp.arange(length) // doc_len, (batch, length))
+    return toks, seg.astype(jnp.int32)
