@@ -168,8 +168,8 @@ def test_code_models_beat_unigram_have_induction_heads_and_reproduce_their_card(
 def test_mixture_model_reproduces_its_card_and_solves_what_it_learned():
     """The training-time eval prompts give the card's accuracies from the float16 weights;
     the tasks the model learned stay far above chance and their corruption destroys the logit
-    difference. (IOI, needle, repeated, arithmetic and multiple choice stayed near chance at
-    our budget; see experiments/zoo/README.md.)"""
+    difference. (IOI, colored objects, needle and arithmetic are not solved at our budget;
+    see experiments/zoo/README.md.)"""
     model, params, tok = zoo.load("gpt4l_mix")
     card = zoo.card("gpt4l_mix")["final_eval"]
     table = E.task_table(model, params, tok, n=64, mixture=False)
@@ -177,9 +177,9 @@ def test_mixture_model_reproduces_its_card_and_solves_what_it_learned():
     for name, r in table.items():
         assert abs(r["accuracy"] - card[f"acc/{name}"]) <= 0.05, name
         assert abs(r["logit_diff"] - card[f"ld/{name}"]) <= 0.1, name
-    for name in ("greater_than", "successor", "docstring"):
+    learned = ("greater_than", "successor", "docstring", "factual", "repeated")
+    for name in learned:
         assert table[name]["accuracy"] > 0.3, name  # top-1 over a 4,096-token vocabulary
-    for name in ("successor", "docstring"):
         assert table[name]["logit_diff"] > table[name]["logit_diff_corrupted"] + 1.0, name
 
 
