@@ -10,8 +10,8 @@ induction score (and its layer) and the best previous-token score of each layer,
     python experiments/zoo/induction_probe.py --context 128 --min-rep 16 --max-rep 64
     python experiments/zoo/induction_probe.py --context 48 --min-rep 4 --max-rep 24 --eval-len 20
 
-This is how we found that the zoo's attention-only models form an induction head within
-~1,000 steps when their context is 48 tokens but not in 2,000 steps when it is 128
+This is how we found that the zoo's 2-layer attention-only model forms an induction head at
+~1,400 steps when its context is 48 tokens but not in 2,000 steps when it is 128
 (experiments/zoo/README.md).
 """
 

@@ -232,10 +232,9 @@ def packed_windows(
     so that no token sees another window. Each short window repeats its first
     `m ~ U[repeat_min, doc_len // 2]` tokens as in `windows`. With `random_vocab > 0` the
     windows are uniformly random tokens in `[1, random_vocab)` instead of slices of `stream`,
-    so copying is the only thing to learn from them. Short contexts are the
-    curriculum that makes induction heads form early: with attention spread over 128 keys
-    at initialisation the gradient towards a previous-token head is too weak to matter in a
-    CPU budget, over 48 keys it is not (see experiments/zoo/README.md).
+    so copying is the only thing to learn from them. The zoo's code models warm up on
+    these: over 48 keys an induction head forms within a CPU budget, over 128 it did not
+    (experiments/zoo/README.md, "How we got induction heads to form").
     """
     import jax
     import jax.numpy as jnp
