@@ -77,6 +77,7 @@ def test_fast(name):
         ("arithmetic", {"ops": "*"}, "ops='*'"),
         ("arithmetic", {"template": 2}, "template=2"),
         ("arithmetic", {"contrast": "near"}, "'off_by_one', 'random'"),
+        ("arithmetic", {"max_value": 20}, "max_value=20 must be an int in [21, 99]"),
         ("multiple_choice", {"labels": "roman"}, "labels='roman'"),
         ("needle", {"depth": 1.5}, "depth=1.5"),
         ("needle", {"n_filler": 0}, "n_filler=0"),
@@ -198,23 +199,24 @@ def test_factual_template_split():
 # ---------------------------------------------------------------------------- arithmetic
 
 
-@pytest.mark.parametrize("ops", ["+", "-", "+-"])
-def test_arithmetic(ops):
-    p = tasks.generate("arithmetic", N, seed=2, ops=ops)
+@pytest.mark.parametrize("ops, top", [("+", 99), ("-", 99), ("+-", 99), ("+-", 21), ("+-", 39)])
+def test_arithmetic(ops, top):
+    p = tasks.generate("arithmetic", N, seed=2, ops=ops, max_value=top)
     pat = r"(?:Compute: )?(\d+) ([+-]) (\d+) ="
     seen = set()
     for i in range(N):
         a, op, b = re.fullmatch(pat, p.clean[i]).groups()
         r = int(a) + int(b) if op == "+" else int(a) - int(b)
         seen.add(op)
-        assert 0 <= r <= 99 and p.answers[i] == (f" {r}",)
+        assert max(int(a), int(b)) <= top and 0 <= r <= top and p.answers[i] == (f" {r}",)
         (c,) = p.contrasts[i]
-        assert abs(int(c) - r) == 1 and 0 <= int(c) <= 99
+        assert abs(int(c) - r) == 1 and 0 <= int(c) <= top
         ca, cop, cb = re.fullmatch(pat, p.corrupted[i]).groups()
         cr = int(ca) + int(cb) if cop == "+" else int(ca) - int(cb)
         # same template and operator, operands with the same digit counts, another result
         assert p.corrupted[i].startswith("Compute") == p.clean[i].startswith("Compute")
-        assert cop == op and (len(ca), len(cb)) == (len(a), len(b)) and 0 <= cr <= 99 and cr != r
+        assert cop == op and (len(ca), len(cb)) == (len(a), len(b)) and 0 <= cr <= top and cr != r
+        assert max(int(ca), int(cb)) <= top
         assert {k: p.clean[i][s:e] for k, (s, e) in p.spans[i].items()} == {
             "a": a,
             "op": op,

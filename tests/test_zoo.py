@@ -96,6 +96,18 @@ def test_curriculum_batches_switch_from_packed_to_full_windows():
     assert np.isfinite(float(loss_early))
 
 
+def test_task_weights_and_options_shape_the_training_prompts():
+    ps = D.training_prompts(50, weights={"ioi": 3}, options={"arithmetic": {"max_value": 25}})
+    assert len(ps["ioi"]) == 150 and len(ps["factual"]) == 50
+    assert max(ps["arithmetic"].meta["result"]) <= 25
+    # the unweighted tasks keep the prompts they had without weights (seeds by task position)
+    assert ps["factual"].clean == D.training_prompts(50, tasks=("factual",))["factual"].clean
+    texts = D.task_texts(10, D.TRAIN_SEED, weights={"needle": 2})
+    assert len(texts) == 10 * (len(D.MIXTURE_TASKS) + 1)
+    with pytest.raises(ValueError, match=r"unknown task\(s\) \['ioj'\]"):
+        D.training_prompts(5, weights={"ioj": 2})
+
+
 def test_interleave_keeps_documents_whole():
     a = np.array([0, 1, 1, 0, 2, 2, 2])
     b = np.array([0, 5, 0, 6, 6])

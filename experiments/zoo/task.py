@@ -43,17 +43,26 @@ def model_config(t, vocab: int) -> mj.TransformerConfig:
     )
 
 
-def eval_batches(tokenizer, task_names, n: int, seed: int = D.EVAL_SEED) -> dict:
+def eval_batches(tokenizer, task_names, n: int, seed: int = D.EVAL_SEED, options=None) -> dict:
     """Encoded eval prompts per task (a disjoint seed from the training examples)."""
     out = {}
     for k, name in enumerate(task_names):
-        out[name] = T.encode(T.generate(name, n, seed=seed + 1000 * k), tokenizer)
+        p = T.generate(name, n, seed=seed + 1000 * k, **(options or {}).get(name, {}))
+        out[name] = T.encode(p, tokenizer)
     return out
 
 
 def build(config) -> Task:
     t = config.task
-    data = D.build(t.vocab_size, t.task_share, t.n_per_task, max_files=t.max_files)
+    options = D.plain(t.task_options)
+    data = D.build(
+        t.vocab_size,
+        t.task_share,
+        t.n_per_task,
+        max_files=t.max_files,
+        task_weights=D.plain(t.task_weights),
+        task_options=options,
+    )
     vocab = data.tokenizer.get_vocab_size()
     cfg = model_config(t, vocab)
     model = mj.Transformer(cfg)
@@ -68,7 +77,9 @@ def build(config) -> Task:
     first = rng.integers(1, vocab, (t.eval_windows, half))
     rep = np.concatenate([np.full((t.eval_windows, 1), bos), first, first], 1).astype(np.int32)
     task_names = tuple(D.MIXTURE_TASKS) if t.task_share > 0 else ()
-    batches = eval_batches(data.tokenizer, task_names, t.eval_per_task) if task_names else {}
+    batches = {}
+    if task_names:
+        batches = eval_batches(data.tokenizer, task_names, t.eval_per_task, options=options)
     batch_size = config.batch_size
 
     def init(key):
@@ -79,7 +90,7 @@ def build(config) -> Task:
         toks = D.windows(k_long, stream, batch_size, L, t.repeat_frac, t.repeat_min)
         if not t.short_len:
             return {"tokens": toks}
-        rv = vocab if t.short_source == "random" else 0
+        rv = (t.short_vocab or vocab) if t.short_source == "random" else 0
         short, seg = D.packed_windows(k_short, stream, batch_size, L, t.short_len, random_vocab=rv)
         on = step < t.short_steps  # both are cheap gathers; the phase picks one
         return {
@@ -93,6 +104,8 @@ def build(config) -> Task:
         ivs = tuple(ivs) if isinstance(ivs, (tuple, list)) else ()
         if "warmup" in batch:  # layers switched off during the warm-up (their output zeroed)
             off = [mj.ablate(f"blocks.{i}.hook_attn_out") for i in t.warmup_off_layers]
+            if t.warmup_off_mlps:
+                off += [mj.ablate(f"blocks.{i}.hook_mlp_out") for i in range(t.n_layers)]
             ivs += tuple(iv.when(batch["warmup"]) for iv in off)
         logits, _ = mj.run(model, params, batch["tokens"], interventions=ivs, attention_mask=mask)
         toks = batch["tokens"]

@@ -43,18 +43,15 @@ def _table(names, n: int, out: str | None, plots: str | None) -> int:
         c = zoo.card(name)
         mixture = c["data"].get("task_share", 0) > 0
         tasks = D.MIXTURE_TASKS if mixture else ("docstring",)
+        # code models: the docstring task with the parameter names their tokenizer keeps whole
+        # (the mixture's tokenizer has them all); mixture models: their training options
+        args = (
+            E.mixture_args(c)
+            if mixture
+            else {"options": {"docstring": {"names": E.docstring_names(tok)}}}
+        )
         result = {
-            # code models: the docstring task with the parameter names their tokenizer keeps
-            # whole (the mixture's tokenizer has them all)
-            "tasks": E.task_table(
-                model,
-                params,
-                tok,
-                tasks,
-                n=n,
-                mixture=mixture,
-                options=None if mixture else {"docstring": {"names": E.docstring_names(tok)}},
-            ),  # fmt: skip
+            "tasks": E.task_table(model, params, tok, tasks, n=n, mixture=mixture, **args),
             "code": E.code_loss(model, params, tok),
             "heads": {k: v.tolist() for k, v in E.head_scores(model, params, tok).items()},
         }

@@ -9,7 +9,7 @@ from mechjax.train import base_config, parse_arg
 
 def zoo_config(name: str, arg, *, steps: int, lr: float, batch_size: int, **task):
     """A zoo config: `task` sets the model (`n_layers`, `d_model`, `n_heads`, `d_mlp`, `n_ctx`)
-    and data (`vocab_size`, `task_share`, `n_per_task`). Variants: `runlocal` (4 steps on a
+    and data (`vocab_size`, `task_share`, `n_per_task`, `task_weights`, `task_options`). Variants: `runlocal` (4 steps on a
     40-file corpus, for CI), `steps=N`."""
     a = parse_arg(arg, runlocal=False, steps=0)
     c = base_config()
@@ -43,6 +43,10 @@ def zoo_config(name: str, arg, *, steps: int, lr: float, batch_size: int, **task
     # layers whose attention output is zero-ablated (mj.ablate(...).when(step < short_steps))
     # during the warm-up, so that a deep model learns copying in its first layers
     t.warmup_off_layers = ()
+    t.warmup_off_mlps = False  # also zero every MLP's output during the warm-up
+    t.short_vocab = 0  # random warm-up tokens from [1, short_vocab) (0 = the whole vocabulary)
+    t.task_weights = {}  # {task: w}: w times the examples of that task (zoo.data.build)
+    t.task_options = {}  # {task: generator options}, used for training and evaluation
     t.eval_windows = 16
     t.eval_per_task = 64
     t.induction_length = 50

@@ -48,17 +48,43 @@ def unigram_loss(train: np.ndarray, heldout: np.ndarray, vocab: int) -> float:
     return float(-logp[heldout].mean())
 
 
-def task_texts(n_per_task: int, seed: int, tasks=MIXTURE_TASKS) -> list[str]:
-    """`n_per_task` training texts (prompt + one sampled answer) per task, shuffled."""
-    from mechjax.data import tasks as T
-
+def task_texts(
+    n_per_task: int,
+    seed: int,
+    tasks=MIXTURE_TASKS,
+    weights: dict | None = None,
+    options: dict | None = None,
+) -> list[str]:
+    """Training texts (prompt + one sampled answer), shuffled: `n_per_task * weights[task]`
+    (weight 1 if absent) per task, generated with `options[task]`."""
     rng = np.random.default_rng(seed)
     out = []
-    for k, name in enumerate(tasks):
-        p = T.generate(name, n_per_task, seed=seed + 1000 * k)
+    for p in training_prompts(n_per_task, seed, tasks, weights, options).values():
         for clean, answers in zip(p.clean, p.answers):
             out.append(clean + answers[int(rng.integers(len(answers)))])
     rng.shuffle(out)
+    return out
+
+
+def training_prompts(
+    n_per_task: int,
+    seed: int = TRAIN_SEED,
+    tasks=MIXTURE_TASKS,
+    weights: dict | None = None,
+    options: dict | None = None,
+) -> dict:
+    """The `Prompts` behind :func:`task_texts`, per task."""
+    from mechjax.data import tasks as T
+
+    weights, options = weights or {}, options or {}
+    unknown = sorted((set(weights) | set(options)) - set(MIXTURE_TASKS))
+    if unknown:
+        raise ValueError(f"zoo data: unknown task(s) {unknown}; valid: {MIXTURE_TASKS}.")
+    out = {}
+    for name in tasks:
+        k = MIXTURE_TASKS.index(name)  # seeds by position in the full list, not in `tasks`
+        n = int(round(n_per_task * weights.get(name, 1)))
+        out[name] = T.generate(name, n, seed=seed + 1000 * k, **options.get(name, {}))
     return out
 
 
@@ -97,13 +123,14 @@ def cache_dir() -> str:
     )
 
 
-@functools.lru_cache(maxsize=4)
 def build(
     vocab_size: int,
     task_share: float = 0.0,
     n_per_task: int = 0,
     heldout_every: int = 20,
     max_files: int = 0,
+    task_weights: dict | None = None,
+    task_options: dict | None = None,
 ):
     """Tokenizer and streams for a zoo model.
 
@@ -115,21 +142,46 @@ def build(
         share); they also enter the tokenizer's training texts so task words get merged.
       heldout_every: one standard-library file in this many is held out.
       max_files: if > 0, only the first `max_files` train and held-out files (for quick runs).
+      task_weights: {task: w}: `n_per_task * w` distinct examples of that task (default 1), so
+        its share of the task tokens grows by w.
+      task_options: {task: generator options}, e.g. {"arithmetic": {"max_value": 39}}; the
+        evals of the model must use the same (they are recorded in `info`).
 
     The result is cached on disk (:func:`cache_dir`), keyed by the arguments, the corpus
     files and the source of the generators and tokenizer, since building takes minutes.
     """
+    import json
+
+    weights = json.dumps(plain(task_weights or {}), sort_keys=True)
+    options = json.dumps(plain(task_options or {}), sort_keys=True)
+    return _build(vocab_size, task_share, n_per_task, heldout_every, max_files, weights, options)
+
+
+def plain(x):
+    """Nested mappings (ConfigDicts included) as plain dicts, tuples as lists."""
+    if hasattr(x, "items"):
+        return {str(k): plain(v) for k, v in x.items()}
+    if isinstance(x, (list, tuple)):
+        return [plain(v) for v in x]
+    return x
+
+
+@functools.lru_cache(maxsize=4)
+def _build(vocab_size, task_share, n_per_task, heldout_every, max_files, weights, options):
     import json
     import os
     import sys
 
     from tokenizers import Tokenizer
 
+    task_weights, task_options = json.loads(weights), json.loads(options)
     train_files = corpus.python_files("train", heldout_every=heldout_every)
     held_files = corpus.python_files("heldout", heldout_every=heldout_every)
     if max_files:
         train_files, held_files = train_files[:max_files], held_files[:max_files]
     args = dict(v=vocab_size, s=task_share, n=n_per_task, h=heldout_every, m=max_files)
+    if task_weights or task_options:  # (absent keys keep the earlier builds' cache keys)
+        args.update(w=task_weights, o=task_options)
     path = os.path.join(cache_dir(), _cache_key(args, train_files + held_files))
     if os.path.isfile(path + ".npz"):
         z = np.load(path + ".npz")
@@ -139,7 +191,9 @@ def build(
         return LMData(tok, z["train"], z["heldout"], meta.pop("unigram_loss"), meta["info"])
     code = corpus.read_texts(train_files)
     held = corpus.read_texts(held_files)
-    extra = task_texts(n_per_task, TRAIN_SEED) if task_share > 0 else []
+    extra = []
+    if task_share > 0:
+        extra = task_texts(n_per_task, TRAIN_SEED, weights=task_weights, options=task_options)
     # task texts are short; repeat them in the tokenizer's input so their words are merged, and
     # list every number below 100 (" 7", " 42", and "07", "42" inside longer numbers) so each
     # is one token even if the examples happen to miss one (e.g. greater-than's "01")
@@ -164,6 +218,8 @@ def build(
         "heldout_tokens": int(len(held_stream)),
         "task_share": float(task_share),
         "n_per_task": int(n_per_task),
+        "task_weights": task_weights,
+        "task_options": task_options,
         "vocab_size": int(tokenizer.get_vocab_size()),
     }
     ul = unigram_loss(code_stream, held_stream, tokenizer.get_vocab_size())

@@ -49,13 +49,19 @@ def task_table(
     seed=D.EVAL_SEED,
     mixture=True,
     options: dict | None = None,
+    weights: dict | None = None,
+    n_per_task: int = 20000,
 ):
     """Per-task metrics on `n` eval prompts. Returns {task: {n, accuracy, logit_diff,
     logit_diff_corrupted, ld_positive, seen}}; `seen` is against the mixture's training prompts
-    (0 when `mixture=False`); `options` maps a task to generator options. Tasks the tokenizer
-    cannot encode (an answer that is not one token) are left out with a note under the key
-    "_skipped"."""
-    train = _training_prompts(tasks) if mixture else {}
+    (`n_per_task`, `weights` as in `zoo.data.build`; 0 when `mixture=False`); `options` maps a
+    task to generator options (a mixture model's own are in its card: see
+    :func:`mixture_args`). Tasks the tokenizer cannot encode (an answer that is not one token)
+    are left out with a note under the key "_skipped"."""
+    train = {}
+    if mixture:
+        ps = D.training_prompts(n_per_task, D.TRAIN_SEED, tasks, weights, options)
+        train = {name: set(p.clean) for name, p in ps.items()}
     out, skipped = {}, {}
     for name in tasks:
         k = D.MIXTURE_TASKS.index(name)  # the same eval seeds as the training-time evals
@@ -79,14 +85,15 @@ def task_table(
     return out
 
 
-def _training_prompts(tasks, n_per_task: int = 20000) -> dict[str, set]:
-    """The clean prompts `zoo.data.task_texts` trains the mixture model on, per task."""
-    out = {}
-    for name in tasks:
-        if name in D.MIXTURE_TASKS:
-            p = T.generate(name, n_per_task, seed=D.TRAIN_SEED + 1000 * D.MIXTURE_TASKS.index(name))
-            out[name] = set(p.clean)
-    return out
+def mixture_args(card: dict) -> dict:
+    """`task_table` keyword arguments that match how a mixture model (its `zoo.card`) was
+    trained: its generator options, task weights and examples per task."""
+    d = card["data"]
+    return {
+        "options": d.get("task_options") or {},
+        "weights": d.get("task_weights") or {},
+        "n_per_task": d.get("n_per_task", 20000),
+    }
 
 
 def code_loss(model, params, tokenizer, n_windows: int = 128, heldout_every: int = 20):

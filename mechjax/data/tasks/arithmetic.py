@@ -7,11 +7,11 @@ same form ("{a} {op} {b} =", plus phrasings); we keep every operand and result i
 each number is one token under the pair-chunking digit tokenizer.
 
   clean:     "{a} {op} {b} =" (template 0) or "Compute: {a} {op} {b} =" (template 1);
-             op in `ops`, a, b in 0..99 with a + b <= 99 or a - b >= 0 (uniform over the
-             valid pairs of the chosen op).
+             op in `ops`, a, b in 0..M with a + b <= M or a - b >= 0 (uniform over the
+             valid pairs of the chosen op); M = `max_value` (default 99).
   answer:    the result with its leading space.
-  contrast:  `contrast="off_by_one"` (default): result + 1 or result - 1 (in 0..99);
-             `"random"`: a uniformly random other number in 0..99.
+  contrast:  `contrast="off_by_one"` (default): result + 1 or result - 1 (in 0..M);
+             `"random"`: a uniformly random other number in 0..M.
   corrupted: the same template and operator with other operands, each with the same number
              of digits as the clean one (so the same token count), and a different result.
   spans:     "a", "op", "b", "eq" (the "="), "end" (the last token, also the "=").
@@ -24,7 +24,7 @@ from __future__ import annotations
 
 import random
 
-from mechjax.data.tasks._text import check_options
+from mechjax.data.tasks._text import check_int, check_options
 from mechjax.data.tasks.base import Prompts, register
 
 # the text before "{a} {op} {b} =" in each template
@@ -32,16 +32,16 @@ PREFIXES = ("", "Compute: ")
 CONTRASTS = ("off_by_one", "random")
 
 
-def _valid(a: int, b: int, op: str) -> bool:
-    return 0 <= a <= 99 and 0 <= b <= 99 and (a + b <= 99 if op == "+" else a >= b)
+def _valid(a: int, b: int, op: str, top: int = 99) -> bool:
+    return 0 <= a <= top and 0 <= b <= top and (a + b <= top if op == "+" else a >= b)
 
 
 def _apply(a: int, b: int, op: str) -> int:
     return a + b if op == "+" else a - b
 
 
-def _same_digits(rng: random.Random, x: int) -> int:
-    return rng.randint(0, 9) if x < 10 else rng.randint(10, 99)
+def _same_digits(rng: random.Random, x: int, top: int = 99) -> int:
+    return rng.randint(0, min(9, top)) if x < 10 else rng.randint(10, top)
 
 
 @register("arithmetic")
@@ -54,14 +54,21 @@ def arithmetic(n: int, seed: int = 0, **options) -> Prompts:
       ops: the operators to draw from, a non-empty string over "+-" ("+", "-" or "+-").
       template: 0 or 1 to fix the template (see module docstring); None draws one per example.
       contrast: "off_by_one" or "random" (see module docstring).
+      max_value: the largest operand and result, 21..99 (default 99; below 21 some prompts have
+        no corrupted counterpart with the same digit counts). A smaller range is a
+        smaller table to learn: `configs/zoo/gpt4l_mix.py` uses 39.
 
     Returns:
       :class:`Prompts` with spans "a", "op", "b", "eq", "end".
     """
     opts = check_options(
-        "arithmetic", options, {"ops": "+-", "template": None, "contrast": "off_by_one"}
+        "arithmetic",
+        options,
+        {"ops": "+-", "template": None, "contrast": "off_by_one", "max_value": 99},
     )
     ops, template, contrast = opts["ops"], opts["template"], opts["contrast"]
+    top = opts["max_value"]
+    check_int("arithmetic", "max_value", top, 21, 99)
     if not isinstance(ops, str) or not ops or set(ops) - {"+", "-"}:
         raise ValueError(f"arithmetic: ops={ops!r} is not valid; use '+', '-' or '+-'.")
     if template is not None and template not in range(len(PREFIXES)):
@@ -78,18 +85,18 @@ def arithmetic(n: int, seed: int = 0, **options) -> Prompts:
         op = rng.choice(op_list)
         t = rng.randrange(len(PREFIXES)) if template is None else template
         while True:  # uniform over valid pairs (rejection: >= half of all pairs are valid)
-            a, b = rng.randint(0, 99), rng.randint(0, 99)
-            if _valid(a, b, op):
+            a, b = rng.randint(0, top), rng.randint(0, top)
+            if _valid(a, b, op, top):
                 break
         r = _apply(a, b, op)
         while True:  # every digit-count class has valid pairs with other results
-            ca, cb = _same_digits(rng, a), _same_digits(rng, b)
-            if _valid(ca, cb, op) and _apply(ca, cb, op) != r:
+            ca, cb = _same_digits(rng, a, top), _same_digits(rng, b, top)
+            if _valid(ca, cb, op, top) and _apply(ca, cb, op) != r:
                 break
         if contrast == "off_by_one":
-            c = r + rng.choice((-1, 1)) if 0 < r < 99 else (1 if r == 0 else 98)
+            c = r + rng.choice((-1, 1)) if 0 < r < top else (1 if r == 0 else top - 1)
         else:
-            c = rng.choice([x for x in range(100) if x != r])
+            c = rng.choice([x for x in range(top + 1) if x != r])
         prefix = PREFIXES[t]
         text = f"{prefix}{a} {op} {b} ="
         ia = len(prefix)
