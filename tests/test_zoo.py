@@ -96,6 +96,37 @@ def test_curriculum_batches_switch_from_packed_to_full_windows():
     assert np.isfinite(float(loss_early))
 
 
+def test_warmup_switches_off_layers_and_mlps_like_zeroed_weights():
+    """`warmup_off_layers` / `warmup_off_mlps` zero those outputs during the warm-up only: the
+    warm-up loss equals the loss of the same params with those output weights zeroed."""
+    import sys
+
+    from mechjax.train.config import load_config_file
+
+    sys.path.insert(0, ROOT)
+    from experiments.zoo.task import build
+
+    cfg = load_config_file(os.path.join(ROOT, "configs/zoo/attn4l_code.py") + ":runlocal")
+    cfg.task.update(d_mlp=64, warmup_off_mlps=True)
+    assert tuple(cfg.task.warmup_off_layers) == (2, 3)
+    task = build(cfg)
+    params = task.init(jax.random.key(1))
+    warm = task.batch(jax.random.key(0), 0)
+    zeroed = jax.tree_util.tree_map(np.asarray, params)
+    for i in range(cfg.task.n_layers):
+        b = zeroed["params"][f"blocks_{i}"]
+        for k in ("W_out", "b_out"):
+            b["mlp"][k] = np.zeros_like(b["mlp"][k])
+        if i in (2, 3):
+            for k in ("W_O", "b_O"):
+                b["attn"][k] = np.zeros_like(b["attn"][k])
+    off, _ = task.loss(params, warm, ())
+    by_hand, _ = task.loss(zeroed, dict(warm, warmup=False), ())
+    on, _ = task.loss(params, dict(warm, warmup=False), ())
+    np.testing.assert_allclose(float(off), float(by_hand), rtol=1e-5)
+    assert abs(float(on) - float(off)) > 1e-3
+
+
 def test_task_weights_and_options_shape_the_training_prompts():
     ps = D.training_prompts(50, weights={"ioi": 3}, options={"arithmetic": {"max_value": 25}})
     assert len(ps["ioi"]) == 150 and len(ps["factual"]) == 50
@@ -183,8 +214,10 @@ def test_mixture_model_reproduces_its_card_and_solves_what_it_learned():
     difference. (IOI, colored objects, needle and arithmetic are not solved at our budget;
     see experiments/zoo/README.md.)"""
     model, params, tok = zoo.load("gpt4l_mix")
-    card = zoo.card("gpt4l_mix")["final_eval"]
-    table = E.task_table(model, params, tok, n=64, mixture=False)
+    card = zoo.card("gpt4l_mix")
+    options = E.mixture_args(card)["options"]  # as trained (arithmetic's operand range)
+    table = E.task_table(model, params, tok, n=64, mixture=False, options=options)
+    card = card["final_eval"]
     assert "_skipped" not in table
     for name, r in table.items():
         assert abs(r["accuracy"] - card[f"acc/{name}"]) <= 0.05, name

@@ -7,11 +7,25 @@ import ml_collections
 from mechjax.train import base_config, parse_arg
 
 
-def zoo_config(name: str, arg, *, steps: int, lr: float, batch_size: int, **task):
+def zoo_config(
+    name: str,
+    arg,
+    *,
+    steps: int,
+    lr: float,
+    batch_size: int,
+    variants: dict | None = None,
+    **task,
+):
     """A zoo config: `task` sets the model (`n_layers`, `d_model`, `n_heads`, `d_mlp`, `n_ctx`)
-    and data (`vocab_size`, `task_share`, `n_per_task`, `task_weights`, `task_options`). Variants: `runlocal` (4 steps on a
-    40-file corpus, for CI), `steps=N`."""
-    a = parse_arg(arg, runlocal=False, steps=0)
+    and data (`vocab_size`, `task_share`, `n_per_task`, `task_weights`, `task_options`).
+    Variants: `runlocal` (4 steps on a 40-file corpus, for CI), `steps=N`, and each name in
+    `variants` ({flag: task overrides}, for the experiments a model card reports)."""
+    variants = variants or {}
+    a = parse_arg(arg, runlocal=False, steps=0, **{k: False for k in variants})
+    for k, overrides in variants.items():
+        if a[k]:
+            task = {**task, **overrides}
     c = base_config()
     c.experiment = "zoo"
     c.total_steps = steps
