@@ -67,3 +67,15 @@ def test_logit_diff_and_accuracy_read_the_last_prompt_token(tok):
     logits[1, 0, mary] = 9.0  # a non-final position must not count
     np.testing.assert_allclose(T.logit_diff(jnp.asarray(logits), b), [3.0, -2.0])
     np.testing.assert_allclose(T.accuracy(jnp.asarray(logits), b), [1.0, 0.0])
+
+
+def test_prob_diff_sums_softmax_over_answers_minus_contrasts(tok):
+    b = T.encode(_prompts([" Mary", " Mary"]), tok)
+    v = tok.get_vocab_size()
+    logits = np.zeros((2, b.tokens.shape[1], v), np.float32)
+    mary, john = tok.token_to_id("ĠMary"), tok.token_to_id("ĠJohn")
+    logits[0, b.last[0], mary] = 50.0  # all the mass on the answer
+    logits[1, b.last[1], john] = np.log(v - 1.0)  # half the mass on the contrast
+    logits[1, 0, mary] = 90.0  # a non-final position must not count
+    pd = np.asarray(T.prob_diff(jnp.asarray(logits), b))
+    np.testing.assert_allclose(pd, [1.0, 1 / (2 * v - 2) - 0.5], atol=1e-5)  # p(Mary) - p(John)

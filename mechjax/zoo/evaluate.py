@@ -21,8 +21,9 @@ from mechjax.zoo import data as D
 
 
 def _batched_logits_metrics(model, params, batch, chunk: int = 64):
-    """Per-example accuracy and logit differences (clean, corrupted), in chunks of `chunk`."""
-    acc, ld, lx = [], [], []
+    """Per-example accuracy, logit differences and probability differences (each clean,
+    corrupted), in chunks of `chunk`."""
+    acc, ld, lx, pd, px = [], [], [], [], []
     for i in range(0, len(batch), chunk):
         b = batch.take(np.arange(i, min(i + chunk, len(batch))))
         lc, _ = run(model, params, b.tokens)
@@ -30,7 +31,9 @@ def _batched_logits_metrics(model, params, batch, chunk: int = 64):
         acc.append(np.asarray(T.accuracy(lc, b)))
         ld.append(np.asarray(T.logit_diff(lc, b)))
         lx.append(np.asarray(T.logit_diff(lr, b)))
-    return np.concatenate(acc), np.concatenate(ld), np.concatenate(lx)
+        pd.append(np.asarray(T.prob_diff(lc, b)))
+        px.append(np.asarray(T.prob_diff(lr, b)))
+    return tuple(np.concatenate(x) for x in (acc, ld, lx, pd, px))
 
 
 def docstring_names(tokenizer) -> tuple[str, ...]:
@@ -53,7 +56,7 @@ def task_table(
     n_per_task: int = 20000,
 ):
     """Per-task metrics on `n` eval prompts. Returns {task: {n, accuracy, logit_diff,
-    logit_diff_corrupted, ld_positive, seen}}; `seen` is against the mixture's training prompts
+    logit_diff_corrupted, ld_positive, prob_diff, prob_diff_corrupted, seen}}; `seen` is against the mixture's training prompts
     (`n_per_task`, `weights` as in `zoo.data.build`; 0 when `mixture=False`); `options` maps a
     task to generator options (a mixture model's own are in its card: see
     :func:`mixture_args`). Tasks the tokenizer cannot encode (an answer that is not one token)
@@ -71,13 +74,15 @@ def task_table(
         except ValueError as e:
             skipped[name] = str(e)[:200]
             continue
-        acc, ld, lx = _batched_logits_metrics(model, params, batch)
+        acc, ld, lx, pd, px = _batched_logits_metrics(model, params, batch)
         out[name] = {
             "n": n,
             "accuracy": float(acc.mean()),
             "logit_diff": float(ld.mean()),
             "logit_diff_corrupted": float(lx.mean()),
             "ld_positive": float((ld > 0).mean()),
+            "prob_diff": float(pd.mean()),
+            "prob_diff_corrupted": float(px.mean()),
             "seen": float(np.mean([c in train.get(name, ()) for c in prompts.clean])),
         }
     if skipped:
@@ -168,15 +173,16 @@ def markdown(name: str, tasks: dict | None, code: dict | None, heads: dict | Non
     if tasks and any(not t.startswith("_") for t in tasks):
         lines += [
             "| task | n | top-1 accuracy | logit diff (clean) | logit diff (corrupted) "
-            "| P(logit diff > 0) | eval prompts seen in training |",
-            "|---|---|---|---|---|---|---|",
+            "| P(logit diff > 0) | prob diff (clean -> corrupted) | eval prompts seen in training |",
+            "|---|---|---|---|---|---|---|---|",
         ]
         for t, r in tasks.items():
             if t.startswith("_"):
                 continue
             lines.append(
                 f"| {t} | {r['n']} | {r['accuracy']:.3f} | {r['logit_diff']:.2f} | "
-                f"{r['logit_diff_corrupted']:.2f} | {r['ld_positive']:.3f} | {r['seen']:.2f} |"
+                f"{r['logit_diff_corrupted']:.2f} | {r['ld_positive']:.3f} | "
+                f"{r['prob_diff']:.2f} -> {r['prob_diff_corrupted']:.2f} | {r['seen']:.2f} |"
             )
     return "\n".join(lines)
 

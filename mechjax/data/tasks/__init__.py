@@ -5,6 +5,7 @@ prompts = tasks.generate("ioi", n=64, seed=0)     # strings, deterministic from 
 batch = tasks.encode(prompts, tokenizer)          # numpy TaskBatch for mj.run
 logits, _ = mj.run(model, params, batch.tokens)
 tasks.logit_diff(logits, batch), tasks.accuracy(logits, batch)   # [N] each
+tasks.prob_diff(logits, batch)    # p(answers) - p(contrasts), Hanna et al.'s greater-than metric
 """
 
 from mechjax.data.tasks import (  # noqa: F401  (each module registers its generators)
@@ -30,6 +31,7 @@ from mechjax.data.tasks.base import (
     generate,
     generate_encodable,
     logit_diff,
+    prob_diff,
     register,
     single_token_id,
 )
@@ -45,6 +47,7 @@ __all__ = [
     "generate",
     "generate_encodable",
     "logit_diff",
+    "prob_diff",
     "register",
     "single_token_id",
 ]

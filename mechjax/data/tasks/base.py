@@ -301,6 +301,28 @@ def logit_diff(logits, batch: TaskBatch):
     return _masked_mean(final, batch.answers) - _masked_mean(final, batch.contrasts)
 
 
+def prob_diff(logits, batch: TaskBatch):
+    """Per example: total probability of the answers - total probability of the contrasts at
+    the last prompt token (softmax over the whole vocabulary). `[N]`, in [-1, 1].
+
+    For greater-than this is Hanna et al.'s probability difference,
+    sum p(YY' > YY) - sum p(YY' <= YY). Unlike the logit difference it is near 0 (averaged
+    over start years) for a model that knows only "a year after the start year" once the
+    start year is corrupted to 01, since the answers and contrasts then split the valid years.
+    """
+    import jax
+    import jax.numpy as jnp
+
+    p = jax.nn.softmax(_final_logits(logits, batch.last).astype(jnp.float32), -1)
+
+    def total(idx):
+        idx = jnp.asarray(idx)
+        vals = jnp.take_along_axis(p, jnp.maximum(idx, 0), axis=-1)
+        return jnp.sum(jnp.where(idx >= 0, vals, 0.0), -1)
+
+    return total(batch.answers) - total(batch.contrasts)
+
+
 def accuracy(logits, batch: TaskBatch):
     """Per example: 1.0 if the top-1 token over the whole vocabulary is an answer. `[N]`."""
     import jax.numpy as jnp
