@@ -208,11 +208,12 @@ def test_code_models_beat_unigram_have_induction_heads_and_reproduce_their_card(
     assert nll[:, 51:].mean() < nll[:, 1:50].mean() - 3.0
 
 
-def test_mixture_model_reproduces_its_card_and_solves_what_it_learned():
+def test_mixture_model_reproduces_its_card_and_solves_its_tasks():
     """The training-time eval prompts give the card's accuracies from the float16 weights;
-    the tasks the model learned stay far above chance and their corruption destroys the logit
-    difference. (IOI, colored objects, needle and arithmetic are not solved at our budget;
-    see experiments/zoo/README.md.)"""
+    every task but colored objects stays far above chance, with a positive logit difference
+    that the corruption destroys (arithmetic's, against the off-by-one result, is small); IOI's probability difference falls to ~0 and greater-than's
+    (Hanna et al.'s metric) to a fraction of itself. (Colored objects is at the 1/3 of a
+    model that names one of the scene's colors; see experiments/zoo/README.md.)"""
     model, params, tok = zoo.load("gpt4l_mix")
     card = zoo.card("gpt4l_mix")
     options = E.mixture_args(card)["options"]  # as trained (arithmetic's operand range)
@@ -222,10 +223,15 @@ def test_mixture_model_reproduces_its_card_and_solves_what_it_learned():
     for name, r in table.items():
         assert abs(r["accuracy"] - card[f"acc/{name}"]) <= 0.05, name
         assert abs(r["logit_diff"] - card[f"ld/{name}"]) <= 0.1, name
-    learned = ("greater_than", "successor", "docstring", "factual", "repeated")
-    for name in learned:
-        assert table[name]["accuracy"] > 0.3, name  # top-1 over a 4,096-token vocabulary
-        assert table[name]["logit_diff"] > table[name]["logit_diff_corrupted"] + 1.0, name
+    for name in set(D.MIXTURE_TASKS) - {"colored_objects"}:
+        assert table[name]["accuracy"] > 0.45, name  # top-1 over a 4,096-token vocabulary
+        assert table[name]["logit_diff"] > 0.2, name
+        if name != "arithmetic":  # its contrast is the off-by-one result: small differences
+            assert table[name]["logit_diff"] > table[name]["logit_diff_corrupted"] + 0.5, name
+    ioi, gt = table["ioi"], table["greater_than"]
+    assert ioi["logit_diff"] > 5 and abs(ioi["logit_diff_corrupted"]) < 1
+    assert ioi["prob_diff"] > 0.9 and abs(ioi["prob_diff_corrupted"]) < 0.1
+    assert gt["prob_diff"] > 0.7 and gt["prob_diff_corrupted"] < 0.4 * gt["prob_diff"]
 
 
 def test_task_table_skips_tasks_the_tokenizer_cannot_encode():
