@@ -139,3 +139,17 @@ def test_repeated_tokens_varying_length():
         assert ok, row
         lengths.add(max(ok))
     assert len(lengths) >= 4  # lengths really vary
+
+
+def test_repeated_tokens_in_a_longer_context():
+    t = np.asarray(repeated_tokens.sample(jax.random.key(2), 32, 8, 50, 0, 3, context=40))
+    assert t.shape == (32, 41) and (t[:, 0] == 0).all() and (t[:, 1:] != 0).all()
+    for row in t[:, 1:]:
+        ok = [ell for ell in range(3, 9) if np.array_equal(row[ell : 2 * ell], row[:ell])]
+        assert ok, row
+        # after the repeat come fresh tokens, not another copy
+        assert not np.array_equal(row[2 * max(ok) : 2 * max(ok) + 8], row[max(ok) : max(ok) + 8])
+    with pytest.raises(ValueError, match="context=12 needs min_length and must be >= 2"):
+        repeated_tokens.sample(jax.random.key(0), 2, 8, 50, min_length=3, context=12)
+    with pytest.raises(ValueError, match="needs min_length"):
+        repeated_tokens.sample(jax.random.key(0), 2, 8, 50, context=40)

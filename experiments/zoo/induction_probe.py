@@ -2,7 +2,8 @@
 
 Trains one `mj.Transformer` on windows of `--context` uniformly random tokens, each repeating
 its first m ~ U[min_rep, max_rep] tokens once (positions 1..m, then m+1..2m copy them;
-position 0 is token 0, like the zoo's `<|endoftext|>`). Only copying from the context lowers
+position 0 is token 0, like the zoo's `<|endoftext|>`): `mechjax.data.repeated_tokens.sample`
+with `bos=0` and `context=--context - 1`. Only copying from the context lowers
 the loss below ln(vocab). Every `--every` steps it prints the training loss, the best
 induction score (and its layer) and the best previous-token score of each layer, measured on
 `--eval-len` random tokens shown twice.
@@ -28,16 +29,7 @@ import optax
 import mechjax as mj
 from mechjax.analysis import detectors
 from mechjax.analysis.metrics import next_token_loss
-
-
-def repeats(key, batch: int, length: int, vocab: int, min_rep: int, max_rep: int):
-    """`[batch, length]`: token 0, then random tokens whose first m (per row) appear twice."""
-    k_tok, k_m = jax.random.split(key)
-    toks = jax.random.randint(k_tok, (batch, length), 1, vocab)
-    m = jax.random.randint(k_m, (batch, 1), min_rep, max_rep + 1)
-    i = jnp.arange(length)[None]
-    src = jnp.where((i > m) & (i <= 2 * m), i - m, i)
-    return jnp.take_along_axis(toks, src, 1).at[:, 0].set(0)
+from mechjax.data import repeated_tokens
 
 
 def main(argv=None):
@@ -84,8 +76,10 @@ def main(argv=None):
     def train(p, s, key):
         def one(carry, k):
             p, s = carry
-            value, g = jax.value_and_grad(loss)(p, repeats(k, a.batch, a.context, a.vocab,
-                                                             a.min_rep, a.max_rep))  # fmt: skip
+            toks = repeated_tokens.sample(
+                k, a.batch, a.max_rep, a.vocab, bos=0, min_length=a.min_rep, context=a.context - 1
+            )
+            value, g = jax.value_and_grad(loss)(p, toks)
             u, s = tx.update(g, s, p)
             return (optax.apply_updates(p, u), s), value
 

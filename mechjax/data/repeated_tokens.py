@@ -13,7 +13,13 @@ import jax.numpy as jnp
 
 
 def sample(
-    key, batch_size: int, length: int, d_vocab: int, bos: int | None = None, min_length=None
+    key,
+    batch_size: int,
+    length: int,
+    d_vocab: int,
+    bos: int | None = None,
+    min_length=None,
+    context: int | None = None,
 ):
     """Random tokens repeated once.
 
@@ -26,9 +32,12 @@ def sample(
         (positions `l..2l-1` copy `0..l-1`) and is filled with fresh random tokens after.
         A fixed `l` lets a model "copy from `length - 1` positions back" with positional
         attention alone; varying `l` forces a real (content-based) induction head.
+      context: with `min_length`, the sequence length before the BOS (default `2 * length`,
+        at least that): longer sequences continue with fresh random tokens, so the repeat
+        is a smaller part of each row (the zoo's induction probe varies this).
 
     Returns:
-      int32 tokens `[batch, 2 * length (+1)]`; without `min_length`,
+      int32 tokens `[batch, context or 2 * length (+1)]`; without `min_length`,
       `tokens[:, o + length + i] == tokens[:, o + i]` with `o = 1 if bos is not None else 0`.
     """
     if length < 1:
@@ -36,6 +45,11 @@ def sample(
     if min_length is not None and not 1 <= min_length <= length:
         raise ValueError(
             f"repeated_tokens.sample: min_length={min_length} must be in [1, length={length}]."
+        )
+    if context is not None and (min_length is None or context < 2 * length):
+        raise ValueError(
+            f"repeated_tokens.sample: context={context} needs min_length and must be >= "
+            f"2 * length = {2 * length}."
         )
     if bos is not None and not 0 <= bos < d_vocab:
         raise ValueError(f"repeated_tokens.sample: bos={bos} is outside [0, {d_vocab}).")
@@ -47,9 +61,10 @@ def sample(
         first = jax.random.randint(k_tok, (batch_size, length), 0, n_draw)
         tokens = jnp.concatenate([first, first], axis=1)  # [batch, 2 * length]
     else:
-        fresh = jax.random.randint(k_tok, (batch_size, 2 * length), 0, n_draw)
+        n = context or 2 * length
+        fresh = jax.random.randint(k_tok, (batch_size, n), 0, n_draw)
         ell = jax.random.randint(k_len, (batch_size, 1), min_length, length + 1)  # [batch, 1]
-        pos = jnp.arange(2 * length)[None, :]
+        pos = jnp.arange(n)[None, :]
         src = jnp.where((pos >= ell) & (pos < 2 * ell), pos - ell, pos)  # copy or keep
         tokens = jnp.take_along_axis(fresh, src, axis=1)
     if bos is not None:  # skip the BOS id so it never appears inside a sequence
