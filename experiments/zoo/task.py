@@ -45,11 +45,9 @@ def model_config(t, vocab: int) -> mj.TransformerConfig:
 
 def eval_batches(tokenizer, task_names, n: int, seed: int = D.EVAL_SEED, options=None) -> dict:
     """Encoded eval prompts per task (a disjoint seed from the training examples)."""
-    out = {}
-    for k, name in enumerate(task_names):
-        p = T.generate(name, n, seed=seed + 1000 * k, **(options or {}).get(name, {}))
-        out[name] = T.encode(p, tokenizer)
-    return out
+    return {
+        name: T.encode(D.task_prompts(name, n, seed, options), tokenizer) for name in task_names
+    }
 
 
 def build(config) -> Task:

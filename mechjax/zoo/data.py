@@ -74,18 +74,24 @@ def training_prompts(
     options: dict | None = None,
 ) -> dict:
     """The `Prompts` behind :func:`task_texts`, per task."""
-    from mechjax.data import tasks as T
-
     weights, options = weights or {}, options or {}
     unknown = sorted((set(weights) | set(options)) - set(MIXTURE_TASKS))
     if unknown:
         raise ValueError(f"zoo data: unknown task(s) {unknown}; valid: {MIXTURE_TASKS}.")
-    out = {}
-    for name in tasks:
-        k = MIXTURE_TASKS.index(name)  # seeds by position in the full list, not in `tasks`
-        n = int(round(n_per_task * weights.get(name, 1)))
-        out[name] = T.generate(name, n, seed=seed + 1000 * k, **options.get(name, {}))
-    return out
+    return {
+        name: task_prompts(name, int(round(n_per_task * weights.get(name, 1))), seed, options)
+        for name in tasks
+    }
+
+
+def task_prompts(name: str, n: int, seed: int, options: dict | None = None):
+    """`n` prompts of task `name`, seeded by `seed` and the task's place in `MIXTURE_TASKS`
+    (so a task's prompts do not depend on which other tasks are drawn), generated with
+    `options[name]`. Training uses `TRAIN_SEED`, evaluation `EVAL_SEED`."""
+    from mechjax.data import tasks as T
+
+    seed = seed + 1000 * MIXTURE_TASKS.index(name)
+    return T.generate(name, n, seed=seed, **(options or {}).get(name, {}))
 
 
 def _cache_key(args: dict, files: list[str]) -> str:

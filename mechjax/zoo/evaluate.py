@@ -67,8 +67,7 @@ def task_table(
         train = {name: set(p.clean) for name, p in ps.items()}
     out, skipped = {}, {}
     for name in tasks:
-        k = D.MIXTURE_TASKS.index(name)  # the same eval seeds as the training-time evals
-        prompts = T.generate(name, n, seed=seed + 1000 * k, **(options or {}).get(name, {}))
+        prompts = D.task_prompts(name, n, seed, options)  # the training-time evals' prompts
         try:
             batch = T.encode(prompts, tokenizer)
         except ValueError as e:
