@@ -283,13 +283,19 @@ def _final_logits(logits, last):
     return jnp.take_along_axis(logits, jnp.asarray(last)[:, None, None], axis=1)[:, 0]
 
 
-def _masked_mean(x, idx):
+def _masked_sum(x, idx):
+    """Sum of `x[..., idx]` over the entries of `idx` that are >= 0 (-1 pads)."""
     import jax.numpy as jnp
 
     idx = jnp.asarray(idx)
     vals = jnp.take_along_axis(x, jnp.maximum(idx, 0), axis=-1)
-    m = idx >= 0
-    return jnp.sum(jnp.where(m, vals, 0.0), -1) / jnp.maximum(m.sum(-1), 1)
+    return jnp.sum(jnp.where(idx >= 0, vals, 0.0), -1)
+
+
+def _masked_mean(x, idx):
+    import jax.numpy as jnp
+
+    return _masked_sum(x, idx) / jnp.maximum((jnp.asarray(idx) >= 0).sum(-1), 1)
 
 
 def logit_diff(logits, batch: TaskBatch):
@@ -314,13 +320,7 @@ def prob_diff(logits, batch: TaskBatch):
     import jax.numpy as jnp
 
     p = jax.nn.softmax(_final_logits(logits, batch.last).astype(jnp.float32), -1)
-
-    def total(idx):
-        idx = jnp.asarray(idx)
-        vals = jnp.take_along_axis(p, jnp.maximum(idx, 0), axis=-1)
-        return jnp.sum(jnp.where(idx >= 0, vals, 0.0), -1)
-
-    return total(batch.answers) - total(batch.contrasts)
+    return _masked_sum(p, batch.answers) - _masked_sum(p, batch.contrasts)
 
 
 def accuracy(logits, batch: TaskBatch):
