@@ -48,6 +48,8 @@ def test_deterministic_from_seed(name):
         ("ioi", {"corruption": "x"}, "'abc', 'flip'"),
         ("ioi", {"orde": "ABBA"}, "unknown option"),
         ("greater_than", {"century": 17}, "unknown option"),
+        ("greater_than", {"min_yy": 0}, "min_yy=0 must be an int in [1, 2]"),
+        ("greater_than", {"min_yy": 3}, "min_yy=3 must be an int in [1, 2]"),
         ("docstring", {"n_params": 5}, "n_params=5"),
         ("colored_objects", {"n_objects": 6}, "[2, 5]"),
     ],
@@ -102,6 +104,20 @@ def test_greater_than(prompts):
         assert p.corrupted[i] != p.clean[i]
     # the trained-on first answer is a random valid year, not always yy + 1
     assert len({int(a[0]) - y for a, y in zip(p.answers, p.meta["yy"])}) > 10
+
+
+def test_greater_than_min_yy():
+    # min_yy=2 is the default (same prompts); min_yy=1 adds start years ending in 01, whose
+    # answers are 02..99 and whose corrupted text is the clean one
+    assert tasks.generate("greater_than", 40, seed=5, min_yy=2) == tasks.generate(
+        "greater_than", 40, seed=5
+    )
+    p = tasks.generate("greater_than", 2000, seed=5, min_yy=1)
+    yys = p.meta["yy"]
+    assert min(yys) == 1 and max(yys) <= 98 and 5 <= yys.count(1) <= 60
+    for i in (i for i, y in enumerate(yys) if y == 1):
+        assert set(p.answers[i]) == {f"{k:02d}" for k in range(2, 100)}
+        assert p.contrasts[i] == ("00", "01") and p.corrupted[i] == p.clean[i]
 
 
 def test_docstring(prompts):

@@ -13,6 +13,12 @@ Corrupted: the paper's "01-dataset": the start year's YY is replaced by "01" ("f
 The first answer of each example is a random valid end year (the rest ascending), so
 `Prompts.training_texts()` gives natural sentences ("... 1732 to the year 1758").
 
+Option `min_yy` (1 or 2, default 2): the smallest start YY. The paper's 02..98 is the default.
+With 1, start years ending in 01 occur too (the 01 prompts' corrupted text equals the clean
+one). A model trained only on 02..98 has never seen a start year 01, so the 01 corruption is
+off its training distribution: our mixture model trained that way put its corrupted-prompt
+mass on late years (mean predicted YY 64 after "1701", 55 after "1702").
+
 Differences from the paper: the paper uses a single template and ~120 nouns; we use 5
 templates and 30 nouns; centuries 11..17 and YY in 02..98 as in the paper.
 
@@ -24,7 +30,7 @@ from __future__ import annotations
 
 import random
 
-from mechjax.data.tasks._text import check_options, end_span, fill
+from mechjax.data.tasks._text import check_int, check_options, end_span, fill
 from mechjax.data.tasks.base import Prompts, register
 
 NOUNS = (
@@ -48,8 +54,10 @@ _PAIRS = tuple(f"{k:02d}" for k in range(100))
 
 @register("greater_than")
 def greater_than(n: int, seed: int = 0, **options) -> Prompts:
-    """`n` greater-than prompts (no options). See the module docstring."""
-    check_options("greater_than", options, {})
+    """`n` greater-than prompts. Option min_yy: int in [1, 2] (default 2), the smallest start
+    YY. See the module docstring."""
+    lo = check_options("greater_than", options, {"min_yy": YY_RANGE[0]})["min_yy"]
+    check_int("greater_than", "min_yy", lo, 1, YY_RANGE[0])
     rng = random.Random(seed)
     clean, corrupted, answers, contrasts, spans = [], [], [], [], []
     meta = {"template": [], "yy": [], "century": [], "noun": []}
@@ -57,7 +65,7 @@ def greater_than(n: int, seed: int = 0, **options) -> Prompts:
         t = rng.randrange(len(TEMPLATES))
         noun = rng.choice(NOUNS)
         century = rng.choice(CENTURIES)
-        yy = rng.randint(*YY_RANGE)
+        yy = rng.randint(lo, YY_RANGE[1])
         c = f"{century}"
         text, sp = fill(TEMPLATES[t], {"noun": noun, "C": c, "YY": f"{yy:02d}", "C2": c})
         bad, _ = fill(TEMPLATES[t], {"noun": noun, "C": c, "YY": CORRUPT_YY, "C2": c})
