@@ -212,7 +212,7 @@ def test_mixture_model_reproduces_its_card_and_solves_its_tasks():
     """The training-time eval prompts give the card's accuracies from the float16 weights;
     every task but colored objects stays far above chance, with a positive logit difference
     that the corruption destroys (arithmetic's, against the off-by-one result, is small); IOI's probability difference falls to ~0 and greater-than's
-    (Hanna et al.'s metric) to a fraction of itself. (Colored objects is at the 1/3 of a
+    (Hanna et al.'s metric) to under a fifth of itself. (Colored objects is at the 1/3 of a
     model that names one of the scene's colors; see experiments/zoo/README.md.)"""
     model, params, tok = zoo.load("gpt4l_mix")
     card = zoo.card("gpt4l_mix")
@@ -231,7 +231,7 @@ def test_mixture_model_reproduces_its_card_and_solves_its_tasks():
     ioi, gt = table["ioi"], table["greater_than"]
     assert ioi["logit_diff"] > 5 and abs(ioi["logit_diff_corrupted"]) < 1
     assert ioi["prob_diff"] > 0.9 and abs(ioi["prob_diff_corrupted"]) < 0.1
-    assert gt["prob_diff"] > 0.7 and gt["prob_diff_corrupted"] < 0.4 * gt["prob_diff"]
+    assert gt["prob_diff"] > 0.7 and gt["prob_diff_corrupted"] < 0.2 * gt["prob_diff"]
 
 
 def test_task_table_skips_tasks_the_tokenizer_cannot_encode():

@@ -5,7 +5,8 @@ successor, factual recall, arithmetic, multiple choice, needle in a haystack, re
 each `<|endoftext|>` + prompt + answer; the rest is standard-library code. The tasks that need
 the most examples get more of them (`task_weights`: IOI 5x, arithmetic 4x, colored objects
 3x, needle and greater-than 2x). Arithmetic keeps its operands and results in 0..39, and the
-needle hides among 6 filler sentences instead of 12 (`task_options`; the evals use the same).
+needle hides among 6 filler sentences instead of 12, and greater-than's start years include
+YY = 01, the year its corruption uses (`task_options`; the evals use the same).
 A quarter of the 256-token windows repeat their first m ~ U[16, 128] tokens, as an aid to
 copying.
 
@@ -28,7 +29,8 @@ def get_config(arg=None):
         task_share=0.6, n_per_task=20000, repeat_frac=0.25,
         task_weights={"ioi": 5, "colored_objects": 3, "arithmetic": 4, "needle": 2,
                       "greater_than": 2},
-        task_options={"arithmetic": {"max_value": 39}, "needle": {"n_filler": 6}},
+        task_options={"arithmetic": {"max_value": 39}, "needle": {"n_filler": 6},
+                      "greater_than": {"min_yy": 1}},
         variants={"mlp_off_warmup": dict(
             short_len=48, short_steps=1000, short_source="random", short_vocab=1024,
             warmup_off_layers=(2, 3), warmup_off_mlps=True)},
