@@ -35,15 +35,21 @@ def test_answers_are_the_values_listed_with_the_asked_keys(order, gap):
             assert (row[np.where(gaps, answers - 1, answers - 2)] == P.ASK).all()
 
 
-@pytest.mark.parametrize("gap", ["1", "mix"])
+@pytest.mark.parametrize("gap", [["1"], ["mix"], ["1", "--gap-from", "1"]])
 def test_main_runs_and_prints_a_table(capsys, gap):
     P.main(["--steps", "2", "--every", "1", "--d-model", "16", "--heads", "2", "--d-mlp", "0",
-            "--gap", gap])  # fmt: skip
+            "--gap", *gap])  # fmt: skip
     rows = capsys.readouterr().out.strip().splitlines()
     assert rows[0].startswith("| step | answer loss") and len(rows) == 4
-    assert rows[-1].startswith("| 2 |") and rows[-1].count("|") == (7 if gap == "mix" else 6)
+    assert rows[-1].startswith("| 2 |") and rows[-1].count("|") == (6 if gap == ["1"] else 7)
 
 
-def test_bad_pairs_is_a_clear_error():
+@pytest.mark.parametrize(
+    "argv",
+    [["--pairs", "11"], ["--gap", "0", "--gap-from", "500"], ["--gap-from", "4000"],
+     ["--gap-from", "700"]],
+)  # fmt: skip
+def test_bad_arguments_are_clear_errors(argv, capsys):
     with pytest.raises(SystemExit):
-        P.main(["--pairs", "11"])
+        P.main(argv)
+    assert "error: --" in capsys.readouterr().err

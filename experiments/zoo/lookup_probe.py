@@ -13,11 +13,12 @@ asked key and its value. That is the shape of the task, where " is" follows the 
 lookup must be keyed on the *previous* token. `--gap 0` lets an induction head answer (forward)
 or a head that copies what sits before the match (reverse). `--gap mix` asks half of the
 questions as "k ? v" and the other half as "? k v" (same length, answer right after the key),
-to see whether the easy form teaches the hard one. The loss is on the values
+to see whether the easy form teaches the hard one; `--gap 1 --gap-from N` trains on the gap-0
+form before step N and on the gap-1 form after (a curriculum). The loss is on the values
 of the questions only. Every `--every` steps the probe prints the training loss and the
 accuracy on 512 held-out sequences: for the first question (chance 1 / pairs), for all of
 them (the last can be answered by elimination) and, with `--gap mix`, for the first question
-when it has the gap.
+when it has the gap; with `--gap-from`, also the first-question accuracy on the gap-0 form.
 
     python experiments/zoo/lookup_probe.py --order reverse --gap 1
     python experiments/zoo/lookup_probe.py --order forward --gap 0
@@ -72,6 +73,7 @@ def main(argv=None):
     ap.add_argument("--order", choices=("forward", "reverse"), default="reverse")
     ap.add_argument("--gap", type=lambda x: x if x == "mix" else int(x), choices=(0, 1, "mix"),
                     default=1)  # fmt: skip
+    ap.add_argument("--gap-from", type=int, default=0, help="with --gap 1: gap 0 before this step")
     ap.add_argument("--pairs", type=int, default=3)
     ap.add_argument("--layers", type=int, default=2)
     ap.add_argument("--d-model", type=int, default=128)
@@ -87,6 +89,9 @@ def main(argv=None):
         ap.error(f"--pairs {a.pairs} must be in [2, {N_VALUES}]")
     if a.steps % a.every:
         ap.error(f"--steps {a.steps} must be a multiple of --every {a.every}")
+    if a.gap_from and (a.gap != 1 or a.gap_from % a.every or not 0 < a.gap_from < a.steps):
+        ap.error(f"--gap-from {a.gap_from} needs --gap 1 and a multiple of --every {a.every} "
+                 f"below --steps {a.steps}")  # fmt: skip
 
     length = (5 + (a.gap != 0)) * a.pairs
     cfg = mj.TransformerConfig(
@@ -101,43 +106,55 @@ def main(argv=None):
         optimizer="adamw", lr=a.lr, weight_decay=0.01, grad_clip=1.0, schedule="warmup_cosine",
         warmup_steps=min(100, a.steps // 2), total_steps=a.steps))  # fmt: skip
     state = tx.init(params)
-    _, answers, _ = sample(jax.random.key(0), 1, a.pairs, a.order, a.gap)
-    mask = np.zeros(length - 1, np.float32)
-    mask[answers - 1] = 1  # next_token_loss[:, t] is the loss of predicting token t + 1
 
-    def loss(p, toks):
-        logits, _ = mj.run(model, p, toks)
-        return (next_token_loss(logits, toks) * mask).sum(1).mean() / mask.sum()
+    def trainer(gap):
+        """A jitted `--every`-step training block on `gap`-shaped sequences, and their answers."""
+        _, answers, _ = sample(jax.random.key(0), 1, a.pairs, a.order, gap)
+        n = (5 + (gap != 0)) * a.pairs
+        mask = np.zeros(n - 1, np.float32)
+        mask[answers - 1] = 1  # next_token_loss[:, t] is the loss of predicting token t + 1
 
-    @jax.jit
-    def train(p, s, key):
-        def one(carry, k):
-            p, s = carry
-            value, g = jax.value_and_grad(loss)(p, sample(k, a.batch, a.pairs, a.order, a.gap)[0])
-            u, s = tx.update(g, s, p)
-            return (optax.apply_updates(p, u), s), value
+        def loss(p, toks):
+            logits, _ = mj.run(model, p, toks)
+            return (next_token_loss(logits, toks) * mask).sum(1).mean() / mask.sum()
 
-        (p, s), values = jax.lax.scan(one, (p, s), jax.random.split(key, a.every))
-        return p, s, values.mean()
+        @jax.jit
+        def train(p, s, key):
+            def one(carry, k):
+                p, s = carry
+                value, g = jax.value_and_grad(loss)(p, sample(k, a.batch, a.pairs, a.order, gap)[0])
+                u, s = tx.update(g, s, p)
+                return (optax.apply_updates(p, u), s), value
 
-    held, _, gapped = sample(jax.random.key(10**6 + a.seed), 512, a.pairs, a.order, a.gap)
-    first_gapped = np.asarray(gapped[:, 0])
-    mix = a.gap == "mix"
+            (p, s), values = jax.lax.scan(one, (p, s), jax.random.split(key, a.every))
+            return p, s, values.mean()
+
+        return train, answers
+
+    def first_hits(gap):
+        held, answers, gapped = sample(jax.random.key(10**6 + a.seed), 512, a.pairs, a.order, gap)
+        logits, _ = mj.run(model, params, held)
+        return np.asarray(logits[:, answers - 1].argmax(-1) == held[:, answers]), gapped
+
+    train, _ = trainer(a.gap)
+    train0 = trainer(0)[0] if a.gap_from else None
+    extra = {"mix": " first question, with the gap |", 0: ""}.get(a.gap, "")
+    extra = " first question, gap-0 form |" if a.gap_from else extra
     print(f"| step | answer loss | first question (chance {1 / a.pairs:.2f}) | all questions |"
-          + (" first question, with the gap |" if mix else "") + " s |")  # fmt: skip
-    print("|---|---|---|---|" + ("---|" if mix else "") + "---|")
+          f"{extra} s |")  # fmt: skip
+    print("|---|---|---|---|" + ("---|" if extra else "") + "---|")
     key, t0 = jax.random.key(a.seed + 1), time.time()
     for i in range(a.steps // a.every):
-        params, state, value = train(params, state, jax.random.fold_in(key, i))
-        logits, _ = mj.run(model, params, held)
-        hit = np.asarray(logits[:, answers - 1].argmax(-1) == held[:, answers])
-        print(
-            f"| {(i + 1) * a.every} | {float(value):.3f} | {hit[:, 0].mean():.2f} | "
-            f"{hit.mean():.2f} | "
-            + (f"{hit[first_gapped, 0].mean():.2f} | " if mix else "")
-            + f"{time.time() - t0:.0f} |",
-            flush=True,
-        )
+        block = train0 if i * a.every < a.gap_from else train
+        params, state, value = block(params, state, jax.random.fold_in(key, i))
+        hit, gapped = first_hits(a.gap)
+        cells = [f"{(i + 1) * a.every}", f"{float(value):.3f}", f"{hit[:, 0].mean():.2f}",
+                 f"{hit.mean():.2f}"]  # fmt: skip
+        if a.gap == "mix":
+            cells.append(f"{hit[np.asarray(gapped[:, 0]), 0].mean():.2f}")
+        if a.gap_from:
+            cells.append(f"{first_hits(0)[0][:, 0].mean():.2f}")
+        print(f"| {' | '.join(cells)} | {time.time() - t0:.0f} |", flush=True)
 
 
 if __name__ == "__main__":
