@@ -52,6 +52,7 @@ def test_deterministic_from_seed(name):
         ("greater_than", {"min_yy": 3}, "min_yy=3 must be an int in [1, 2]"),
         ("docstring", {"n_params": 5}, "n_params=5"),
         ("colored_objects", {"n_objects": 6}, "[2, 5]"),
+        ("colored_objects", {"form": "recall"}, "('question', 'recap')"),
     ],
 )
 def test_bad_options(name, options, needle):
@@ -157,6 +158,37 @@ def test_colored_objects(prompts):
         assert all(b[0] != a[0] for a, b in zip(items, bad))  # every object changes color
         assert p.corrupted[i].split(" I see ")[0] == p.clean[i].split(" I see ")[0]
     assert len(tasks.generate("colored_objects", 5, n_objects=5).meta["colors"][0]) == 5
+
+
+@pytest.mark.parametrize("k", [2, 3, 5])
+def test_colored_objects_recap_form(k):
+    p = tasks.generate("colored_objects", 100, seed=3, form="recap", n_objects=k)
+    q = tasks.generate("colored_objects", 100, seed=3, n_objects=k)
+    recap_re = re.compile(r"I see (.*)\. Colors:((?: \w+ \w+,)*) (\w+)$")
+    for i in range(100):
+        scene, listed, last = recap_re.search(p.clean[i]).groups()
+        items = re.findall(r"a (\w+) (\w+)", scene)
+        color = {o: c for c, o in items}
+        pairs = re.findall(r"(\w+) (\w+),", listed)
+        # every other object listed once with its own color, the queried one last
+        assert sorted([o for o, _ in pairs] + [last]) == sorted(color)
+        assert all(color[o] == c for o, c in pairs)
+        assert p.answers[i] == (" " + color[last],)
+        assert set(p.contrasts[i]) == {" " + c for o, c in color.items() if o != last}
+        assert last == p.meta["objects"][i][p.meta["query"][i]]
+        assert p.clean[i][slice(*p.spans[i]["end"])] == " " + last
+        bad_scene, bad_listed, bad_last = recap_re.search(p.corrupted[i]).groups()
+        bad = {o: c for c, o in re.findall(r"a (\w+) (\w+)", bad_scene)}
+        assert bad_last == last and all(bad[o] != color[o] for o in color)
+        assert all(bad[o] == c for o, c in re.findall(r"(\w+) (\w+),", bad_listed))
+    # the first prompt has the question form's scene and query (later ones differ: the recap
+    # draws its order from the same generator)
+    assert p.clean[0].split(" Colors:")[0] == q.clean[0].split(" What color")[0]
+    assert p.meta["query"][0] == q.meta["query"][0]
+    texts = p.training_texts() + list(p.corrupted)
+    tok = train_bpe(texts * 5, vocab_size=512)
+    batch = tasks.encode(p, tok)
+    assert batch.tokens.shape == batch.corrupted.shape
 
 
 @pytest.mark.parametrize("name", TASKS + ("ioi_flip",))

@@ -139,6 +139,79 @@ def test_task_weights_and_options_shape_the_training_prompts():
         D.training_prompts(5, weights={"ioj": 2})
 
 
+def test_early_phase_swaps_colored_objects_for_its_recap_form(tmp_path, monkeypatch):
+    """gpt4l_mix's curriculum: steps before `early_steps` draw windows from a stream whose
+    colored-objects examples are recaps; one tokenizer serves both phases; evals keep the
+    question form and add the recap form's accuracy."""
+    import sys
+
+    from mechjax.train.config import load_config_file
+
+    sys.path.insert(0, ROOT)
+    from experiments.zoo.task import build
+
+    monkeypatch.setenv("MECHJAX_CACHE", str(tmp_path / "cache"))
+    cfg = load_config_file(os.path.join(ROOT, "configs/zoo/gpt4l_mix.py") + ":runlocal")
+    t = cfg.task
+    assert t.early_steps == 2
+    assert D.plain(t.early_task_options) == {"colored_objects": {"form": "recap"}}
+    task = build(cfg)
+    data = D.build(
+        t.vocab_size, t.task_share, t.n_per_task, max_files=t.max_files,
+        task_weights=D.plain(t.task_weights), task_options=D.plain(t.task_options),
+        early_task_weights=D.plain(t.early_task_weights),
+        early_task_options=D.plain(t.early_task_options),
+    )  # fmt: skip
+    assert data.info["early_task_options"] == {"colored_objects": {"form": "recap"}}
+    texts = {}
+    for phase, stream in (("late", data.train), ("early", data.train_early)):
+        docs = D._split_docs(stream, 0)
+        texts[phase] = [data.tokenizer.decode(d.tolist()) for d in docs]
+        # the same code documents and task share in both phases
+        assert len(stream) == len(data.train)
+    recap = [sum(" Colors: " in x for x in texts[p]) for p in ("early", "late")]
+    question = [sum(" I see " in x and " What color is the " in x for x in texts[p])
+                for p in ("early", "late")]  # fmt: skip
+    assert recap[0] > 100 and recap[1] == 0
+    assert question[0] == 0 and question[1] > 100
+    code = [sum(x.lstrip().startswith(("import ", '"""', "#")) for x in texts[p])
+            for p in ("early", "late")]  # fmt: skip
+    assert code[0] == code[1] > 10
+    key = jax.random.key(0)
+    early, late = task.batch(key, 0), task.batch(key, 2)
+    np.testing.assert_array_equal(
+        late["tokens"],
+        D.windows(key_long(key), jax.numpy.asarray(data.train), cfg.batch_size, t.n_ctx,
+                  t.repeat_frac, t.repeat_min),
+    )  # fmt: skip
+    assert not np.array_equal(early["tokens"], late["tokens"])
+    out = task.evaluate(task.init(jax.random.key(1)), None, key, ())
+    assert {"acc/colored_objects", "acc/colored_objects_early"} <= set(out)
+    cfg.task.early_task_options = {}
+    cfg.task.early_task_weights = {}
+    with pytest.raises(ValueError, match="early_steps=2 with early_task_weights"):
+        build(cfg)
+
+
+def key_long(key):
+    return jax.random.split(key)[0]
+
+
+def test_early_mixture_replaces_weights_and_updates_options():
+    w, o = D.early_mixture(
+        {"ioi": 5, "colored_objects": 4},
+        {"colored_objects": {"n_objects": 3}, "needle": {"n_filler": 6}},
+        {"colored_objects": 8},
+        {"colored_objects": {"form": "recap"}},
+    )
+    assert w == {"ioi": 5, "colored_objects": 8}
+    assert o == {"colored_objects": {"n_objects": 3, "form": "recap"}, "needle": {"n_filler": 6}}
+    with pytest.raises(ValueError, match=r"unknown early task\(s\) \['colored'\]"):
+        D.early_mixture({}, {}, {"colored": 2}, {})
+    with pytest.raises(ValueError, match="need task_share > 0"):
+        D.build(512, 0.0, early_task_options={"colored_objects": {"form": "recap"}})
+
+
 def test_interleave_keeps_documents_whole():
     a = np.array([0, 1, 1, 0, 2, 2, 2])
     b = np.array([0, 5, 0, 6, 6])

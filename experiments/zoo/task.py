@@ -53,6 +53,13 @@ def eval_batches(tokenizer, task_names, n: int, seed: int = D.EVAL_SEED, options
 def build(config) -> Task:
     t = config.task
     options = D.plain(t.task_options)
+    early_w, early_o = D.plain(t.early_task_weights), D.plain(t.early_task_options)
+    if bool(t.early_steps > 0) != bool(early_w or early_o):
+        raise ValueError(
+            f"zoo config: early_steps={t.early_steps} with early_task_weights={early_w} and "
+            f"early_task_options={early_o}; a curriculum needs early_steps > 0 and at least one "
+            "of the two (or set early_steps = 0 and leave both empty)."
+        )
     data = D.build(
         t.vocab_size,
         t.task_share,
@@ -60,12 +67,15 @@ def build(config) -> Task:
         max_files=t.max_files,
         task_weights=D.plain(t.task_weights),
         task_options=options,
+        early_task_weights=early_w,
+        early_task_options=early_o,
     )
     vocab = data.tokenizer.get_vocab_size()
     cfg = model_config(t, vocab)
     model = mj.Transformer(cfg)
     L = t.n_ctx
     stream = jnp.asarray(data.train.astype(np.int32))
+    early_stream = None if data.train_early is None else jnp.asarray(data.train_early, jnp.int32)
     # fixed held-out windows, evenly spaced over the held-out files
     starts = np.linspace(0, len(data.heldout) - L - 1, t.eval_windows).astype(np.int64)
     held = np.stack([data.heldout[s : s + L] for s in starts]).astype(np.int32)
@@ -78,6 +88,15 @@ def build(config) -> Task:
     batches = {}
     if task_names:
         batches = eval_batches(data.tokenizer, task_names, t.eval_per_task, options=options)
+    # the first phase's forms of the tasks whose options it changes (accuracy only, to watch
+    # what the curriculum teaches)
+    _, early_options = D.early_mixture({}, options, {}, early_o)
+    early_batches = {
+        f"{name}_early": b
+        for name, b in eval_batches(
+            data.tokenizer, sorted(early_o), t.eval_per_task, options=early_options
+        ).items()
+    }
     batch_size = config.batch_size
 
     def init(key):
@@ -86,6 +105,9 @@ def build(config) -> Task:
     def batch(key, step):
         k_long, k_short = jax.random.split(key)
         toks = D.windows(k_long, stream, batch_size, L, t.repeat_frac, t.repeat_min)
+        if early_stream is not None:  # the same windows' positions, drawn from the early stream
+            first = D.windows(k_long, early_stream, batch_size, L, t.repeat_frac, t.repeat_min)
+            toks = jnp.where(step < t.early_steps, first, toks)
         if not t.short_len:
             return {"tokens": toks}
         rv = (t.short_vocab or vocab) if t.short_source == "random" else 0
@@ -126,6 +148,9 @@ def build(config) -> Task:
             out[f"acc/{name}"] = T.accuracy(lc, b).mean()
             out[f"ld/{name}"] = T.logit_diff(lc, b).mean()
             out[f"ld_corrupted/{name}"] = T.logit_diff(lx, b).mean()
+        for name, b in early_batches.items():
+            lc, _ = mj.run(model, params, b.tokens, interventions=ivs)
+            out[f"acc/{name}"] = T.accuracy(lc, b).mean()
         return out
 
     def report(records, workdir):

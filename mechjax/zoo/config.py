@@ -61,6 +61,12 @@ def zoo_config(
     t.short_vocab = 0  # random warm-up tokens from [1, short_vocab) (0 = the whole vocabulary)
     t.task_weights = {}  # {task: w}: w times the examples of that task (zoo.data.build)
     t.task_options = {}  # {task: generator options}, used for training and evaluation
+    # curriculum by task mix: for the first `early_steps` steps the task examples are drawn
+    # with these weights / options instead (zoo.data.build's early_task_*), e.g.
+    # {"colored_objects": {"form": "recap"}}; evaluation always uses `task_options`
+    t.early_steps = 0
+    t.early_task_weights = {}
+    t.early_task_options = {}
     t.eval_windows = 16
     t.eval_per_task = 64
     t.induction_length = 50
@@ -69,6 +75,7 @@ def zoo_config(
         c.total_steps, c.warmup_steps, c.eval_every, c.steps_per_call = 4, 1, 2, 2
         c.checkpoint_every = 0
         t.short_steps = min(t.short_steps, 2)
+        t.early_steps = min(t.early_steps, 2)
         # code-only models shrink to a 512-token vocabulary; mixture models keep theirs, since
         # every task word must stay one token (2,000 examples per task are enough for that)
         vocab = t.vocab_size if t.task_share > 0 else 512

@@ -39,6 +39,8 @@ class LMData:
     heldout: np.ndarray  # [n_heldout_tokens], held-out code files only
     unigram_loss: float  # nats/token of held-out code under the train-code unigram distribution
     info: dict  # corpus fingerprint, python version, token counts, task share
+    # the stream of a curriculum's first phase (early task weights / options), else None
+    train_early: np.ndarray | None = None
 
 
 def unigram_loss(train: np.ndarray, heldout: np.ndarray, vocab: int) -> float:
@@ -137,6 +139,8 @@ def build(
     max_files: int = 0,
     task_weights: dict | None = None,
     task_options: dict | None = None,
+    early_task_weights: dict | None = None,
+    early_task_options: dict | None = None,
 ):
     """Tokenizer and streams for a zoo model.
 
@@ -152,6 +156,12 @@ def build(
         its share of the task tokens grows by w.
       task_options: {task: generator options}, e.g. {"arithmetic": {"max_value": 39}}; the
         evals of the model must use the same (they are recorded in `info`).
+      early_task_weights, early_task_options: if either is given, a second training stream
+        `train_early` for a curriculum's first phase: the same code, with task examples drawn
+        with these weights and options instead ({task: w} replaces that task's weight,
+        {task: options} updates that task's options), e.g.
+        `{"colored_objects": {"form": "recap"}}`. The tokenizer is trained on both phases'
+        texts, so one vocabulary serves the whole run.
 
     The result is cached on disk (:func:`cache_dir`), keyed by the arguments, the corpus
     files and the source of the generators and tokenizer, since building takes minutes.
@@ -160,7 +170,30 @@ def build(
 
     weights = json.dumps(plain(task_weights or {}), sort_keys=True)
     options = json.dumps(plain(task_options or {}), sort_keys=True)
-    return _build(vocab_size, task_share, n_per_task, heldout_every, max_files, weights, options)
+    early = json.dumps(
+        {"w": plain(early_task_weights or {}), "o": plain(early_task_options or {})},
+        sort_keys=True,
+    )
+    if (early_task_weights or early_task_options) and task_share <= 0:
+        raise ValueError(
+            "zoo data: early_task_weights / early_task_options need task_share > 0 "
+            f"(got task_share={task_share}); a code-only model has no task examples to change."
+        )
+    return _build(
+        vocab_size, task_share, n_per_task, heldout_every, max_files, weights, options, early
+    )
+
+
+def early_mixture(weights: dict, options: dict, early_weights: dict, early_options: dict):
+    """The first phase's task weights and options: `early_weights` replace per task,
+    `early_options` update that task's options."""
+    unknown = sorted((set(early_weights) | set(early_options)) - set(MIXTURE_TASKS))
+    if unknown:
+        raise ValueError(f"zoo data: unknown early task(s) {unknown}; valid: {MIXTURE_TASKS}.")
+    opts = {k: dict(v) for k, v in options.items()}
+    for k, v in early_options.items():
+        opts[k] = {**opts.get(k, {}), **v}
+    return {**weights, **early_weights}, opts
 
 
 def plain(x):
@@ -173,7 +206,7 @@ def plain(x):
 
 
 @functools.lru_cache(maxsize=4)
-def _build(vocab_size, task_share, n_per_task, heldout_every, max_files, weights, options):
+def _build(vocab_size, task_share, n_per_task, heldout_every, max_files, weights, options, early):
     import json
     import os
     import sys
@@ -181,6 +214,8 @@ def _build(vocab_size, task_share, n_per_task, heldout_every, max_files, weights
     from tokenizers import Tokenizer
 
     task_weights, task_options = json.loads(weights), json.loads(options)
+    early = json.loads(early)
+    has_early = bool(early["w"] or early["o"])
     train_files = corpus.python_files("train", heldout_every=heldout_every)
     held_files = corpus.python_files("heldout", heldout_every=heldout_every)
     if max_files:
@@ -188,57 +223,80 @@ def _build(vocab_size, task_share, n_per_task, heldout_every, max_files, weights
     args = dict(v=vocab_size, s=task_share, n=n_per_task, h=heldout_every, m=max_files)
     if task_weights or task_options:  # (absent keys keep the earlier builds' cache keys)
         args.update(w=task_weights, o=task_options)
+    if has_early:
+        args.update(early=early)
     path = os.path.join(cache_dir(), _cache_key(args, train_files + held_files))
     if os.path.isfile(path + ".npz"):
         z = np.load(path + ".npz")
         with open(path + ".json") as f:
             meta = json.load(f)
         tok = Tokenizer.from_str(meta.pop("tokenizer"))
-        return LMData(tok, z["train"], z["heldout"], meta.pop("unigram_loss"), meta["info"])
+        early_stream = z["train_early"] if has_early else None
+        ul = meta.pop("unigram_loss")
+        return LMData(tok, z["train"], z["heldout"], ul, meta["info"], early_stream)
     code = corpus.read_texts(train_files)
     held = corpus.read_texts(held_files)
-    extra = []
+    extra, extra_early = [], []
     if task_share > 0:
         extra = task_texts(n_per_task, TRAIN_SEED, weights=task_weights, options=task_options)
+    if has_early:
+        ew, eo = early_mixture(task_weights, task_options, early["w"], early["o"])
+        extra_early = task_texts(n_per_task, TRAIN_SEED, weights=ew, options=eo)
+    seen = set(extra)
+    new_early = [t for t in extra_early if t not in seen]  # (both phases share most texts)
     # task texts are short; repeat them in the tokenizer's input so their words are merged, and
     # list every number below 100 (" 7", " 42", and "07", "42" inside longer numbers) so each
     # is one token even if the examples happen to miss one (e.g. greater-than's "01")
     numbers = "".join(f" {i}" for i in range(100)) + " x" + "".join(f"{i:02d}" for i in range(100))
     primer = [numbers] * 50 if task_share > 0 else []
-    tokenizer = train_bpe(code + extra * 4 + primer, vocab_size=vocab_size)
+    tokenizer = train_bpe(code + (extra + new_early) * 4 + primer, vocab_size=vocab_size)
     code_stream = corpus.tokenize_texts(code, tokenizer)
     held_stream = corpus.tokenize_texts(held, tokenizer)
-    stream = code_stream
+    stream, early_stream = code_stream, None
     if task_share > 0:
-        task_stream = corpus.tokenize_texts(extra, tokenizer)
-        # repeat / cut the task stream to the share, then interleave whole documents
-        want = int(len(code_stream) * task_share / (1 - task_share))
-        reps = -(-want // max(len(task_stream), 1))
-        task_stream = np.tile(task_stream, reps)[:want]
-        stream = _interleave(code_stream, task_stream, tokenizer.token_to_id(BOS), seed=0)
+        stream = _mix(code_stream, extra, task_share, tokenizer)
+    if has_early:
+        early_stream = _mix(code_stream, extra_early, task_share, tokenizer)
     info = {
         "python": sys.version.split()[0],
         "corpus_files": {"train": len(train_files), "heldout": len(held_files)},
         "corpus_fingerprint": corpus.fingerprint(train_files + held_files),
-        "tokens": {"train": int(len(stream)), "code": int(len(code_stream))},
+        "tokens": {"train": int(len(stream)), "code": int(len(code_stream))}
+        | ({"train_early": int(len(early_stream))} if has_early else {}),
         "heldout_tokens": int(len(held_stream)),
         "task_share": float(task_share),
         "n_per_task": int(n_per_task),
         "task_weights": task_weights,
         "task_options": task_options,
+        **(
+            {"early_task_weights": early["w"], "early_task_options": early["o"]}
+            if has_early
+            else {}
+        ),
         "vocab_size": int(tokenizer.get_vocab_size()),
     }
     ul = unigram_loss(code_stream, held_stream, tokenizer.get_vocab_size())
     try:  # a cache is a convenience: an unwritable folder only costs the rebuild
         os.makedirs(cache_dir(), exist_ok=True)
-        np.savez(path + ".tmp.npz", train=stream, heldout=held_stream)
+        extra_arrays = {"train_early": early_stream} if has_early else {}
+        np.savez(path + ".tmp.npz", train=stream, heldout=held_stream, **extra_arrays)
         with open(path + ".tmp.json", "w") as f:
             json.dump({"tokenizer": tokenizer.to_str(), "unigram_loss": ul, "info": info}, f)
         os.replace(path + ".tmp.json", path + ".json")
         os.replace(path + ".tmp.npz", path + ".npz")
     except OSError:
         pass
-    return LMData(tokenizer, stream, held_stream, ul, info)
+    return LMData(tokenizer, stream, held_stream, ul, info, early_stream)
+
+
+def _mix(code_stream: np.ndarray, texts: list[str], task_share: float, tokenizer) -> np.ndarray:
+    """Task `texts` tokenized, repeated or cut to `task_share` of the result, and interleaved
+    with the code documents as whole documents."""
+    task_stream = corpus.tokenize_texts(texts, tokenizer)
+    want = int(len(code_stream) * task_share / (1 - task_share))
+    reps = -(-want // max(len(task_stream), 1))
+    task_stream = np.tile(task_stream, reps)[:want]
+    return _interleave(code_stream, task_stream, tokenizer.token_to_id(BOS), seed=0)
 
 
 def _interleave(a: np.ndarray, b: np.ndarray, bos: int, seed: int) -> np.ndarray:

@@ -16,8 +16,18 @@ Differences from the paper: Merullo et al. use BIG-bench's multiple-choice forma
 2-5 objects per scene (default 3), 10 consonant-initial colors (so the article "a" never
 depends on the color) and 20 objects, all distinct within a scene.
 
+Option `form="recap"` (for training curricula, not for the paper's evaluation): the scene is
+followed by a recap that lists the objects in a random order, each with its color, ending at
+the queried object: "... and a green cup. Colors: cup green, pen red, book" -> " blue". Here
+the color comes right after the object's name, so a head that looks the name up in the scene
+can answer; in the question form the answer follows " is", one token after the name. Models
+trained on the question form alone stayed at chance; a model that first learned the recap
+learned the question (experiments/zoo/README.md). Corrupted recaps rotate the colors in the
+scene and in the recap alike.
+
 Spans: "obj0", "color0", "obj1", "color1", ... (each listed object and its color, in order),
-"query" (the object named in the question "What color is the book?"), "end" (the final " is").
+"query" (the object named in the question "What color is the book?"; in the recap form the last
+object), "end" (the final " is"; in the recap form the last object).
 Meta: colors (tuple, in scene order), objects (tuple), query (index of the queried object),
 surface.
 """
@@ -26,7 +36,7 @@ from __future__ import annotations
 
 import random
 
-from mechjax.data.tasks._text import check_int, check_options, end_span, fill
+from mechjax.data.tasks._text import check_choice, check_int, check_options, end_span, fill
 from mechjax.data.tasks.base import Prompts, register
 
 COLORS = ("red", "blue", "green", "yellow", "black", "white", "purple", "pink", "brown", "gray")
@@ -44,15 +54,26 @@ def _template(k: int) -> str:
 
 
 _TEMPLATES = {k: _template(k) for k in range(2, 6)}
+FORMS = ("question", "recap")
+
+
+def _recap_template(k: int) -> str:
+    """The scene, then "Colors:" with k - 1 listed objects (fields r0, rc0, ...) and the query."""
+    scene = _template(k).split(". What color")[0]
+    listed = "".join(f" {{r{j}}} {{rc{j}}}," for j in range(k - 1))
+    return scene + ". Colors:" + listed + " {query}"
 
 
 @register("colored_objects")
 def colored_objects(n: int, seed: int = 0, **options) -> Prompts:
-    """`n` colored-objects prompts. Option n_objects: int in [2, 5] (default 3), objects per
-    scene. See the module docstring."""
-    opts = check_options("colored_objects", options, {"n_objects": 3})
+    """`n` colored-objects prompts. Options: n_objects, an int in [2, 5] (default 3), objects
+    per scene; form, "question" (default, the paper's) or "recap". See the module docstring."""
+    opts = check_options("colored_objects", options, {"n_objects": 3, "form": "question"})
     k = opts["n_objects"]
     check_int("colored_objects", "n_objects", k, 2, 5)
+    check_choice("colored_objects", "form", opts["form"], FORMS)
+    recap = opts["form"] == "recap"
+    template = _recap_template(k) if recap else _TEMPLATES[k]
     rng = random.Random(seed)
     clean, corrupted, answers, contrasts, spans = [], [], [], [], []
     meta = {"colors": [], "objects": [], "query": [], "surface": []}
@@ -61,10 +82,23 @@ def colored_objects(n: int, seed: int = 0, **options) -> Prompts:
         q, surface = rng.randrange(k), rng.choice(SURFACES)
         base = {"surface": surface, "query": objects[q], "query2": objects[q]}
         base.update({f"obj{i}": o for i, o in enumerate(objects)})
-        text, sp = fill(_TEMPLATES[k], {**base, **{f"color{i}": c for i, c in enumerate(colors)}})
         # rotate: object i gets color i-1, so every object (the queried one too) changes color
         rotated = colors[-1:] + colors[:-1]
-        bad, _ = fill(_TEMPLATES[k], {**base, **{f"color{i}": c for i, c in enumerate(rotated)}})
+        if recap:  # drawn after the question form's draws, so that form's prompts stay the same
+            order = rng.sample([i for i in range(k) if i != q], k - 1)
+            base.update({f"r{j}": objects[i] for j, i in enumerate(order)})
+            listed = {"clean": colors, "bad": rotated}
+            for which in listed:
+                cs = listed[which]
+                listed[which] = {f"rc{j}": cs[i] for j, i in enumerate(order)}
+        else:
+            listed = {"clean": {}, "bad": {}}
+        text, sp = fill(
+            template, {**base, **listed["clean"], **{f"color{i}": c for i, c in enumerate(colors)}}
+        )
+        bad, _ = fill(
+            template, {**base, **listed["bad"], **{f"color{i}": c for i, c in enumerate(rotated)}}
+        )
         clean.append(text)
         corrupted.append(bad)
         answers.append((" " + colors[q],))
