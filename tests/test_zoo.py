@@ -140,7 +140,7 @@ def test_task_weights_and_options_shape_the_training_prompts():
 
 
 def test_early_phase_swaps_colored_objects_for_its_recap_form(tmp_path, monkeypatch):
-    """gpt4l_mix's curriculum: steps before `early_steps` draw windows from a stream whose
+    """gpt4l_mix's recap curriculum (a variant): steps before `early_steps` draw windows from a stream whose
     colored-objects examples are recaps; one tokenizer serves both phases; evals keep the
     question form and add the recap form's accuracy."""
     import sys
@@ -151,7 +151,9 @@ def test_early_phase_swaps_colored_objects_for_its_recap_form(tmp_path, monkeypa
     from experiments.zoo.task import build
 
     monkeypatch.setenv("MECHJAX_CACHE", str(tmp_path / "cache"))
-    cfg = load_config_file(os.path.join(ROOT, "configs/zoo/gpt4l_mix.py") + ":runlocal")
+    path = os.path.join(ROOT, "configs/zoo/gpt4l_mix.py")
+    assert load_config_file(path).task.early_steps == 0  # the shipped model has no such phase
+    cfg = load_config_file(path + ":runlocal,recap_curriculum")
     t = cfg.task
     assert t.early_steps == 2
     assert D.plain(t.early_task_options) == {"colored_objects": {"form": "recap"}}

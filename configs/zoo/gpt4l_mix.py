@@ -10,6 +10,13 @@ YY = 01, the year its corruption uses (`task_options`; the evals use the same).
 A quarter of the 256-token windows repeat their first m ~ U[16, 128] tokens, as an aid to
 copying.
 
+The variants `:recap_curriculum` and `:recap_curriculum_w10` train colored objects in two
+phases (`early_steps`): first recaps ("... and a green cup. Colors: cup green, pen red, book
+blue", `form="recap"`), then the question form the evals use. The model learned the recap
+(1.00) but not the question afterwards, so the shipped model trains without them (see
+experiments/zoo/README.md). `:recap_curriculum`: colored objects 4x, recaps 8x for steps
+0-1,999; `:recap_curriculum_w10`: colored objects 10x, recaps for steps 0-1,499.
+
 The variant `:mlp_off_warmup` adds the code models' copying warm-up (steps 0-999 on packed
 48-token windows of random tokens below id 1,024) with every MLP and layers 2-3 switched off
 by `mj.ablate(...).when(step < 1000)`. It did not teach this model to copy: the training loss
@@ -33,5 +40,14 @@ def get_config(arg=None):
                       "greater_than": {"min_yy": 1}},
         variants={"mlp_off_warmup": dict(
             short_len=48, short_steps=1000, short_source="random", short_vocab=1024,
-            warmup_off_layers=(2, 3), warmup_off_mlps=True)},
+            warmup_off_layers=(2, 3), warmup_off_mlps=True),
+                  "recap_curriculum": dict(
+            task_weights={"ioi": 5, "colored_objects": 4, "arithmetic": 4, "needle": 2,
+                          "greater_than": 2},
+            early_steps=2000, early_task_weights={"colored_objects": 8},
+            early_task_options={"colored_objects": {"form": "recap"}}),
+                  "recap_curriculum_w10": dict(
+            task_weights={"ioi": 5, "colored_objects": 10, "arithmetic": 4, "needle": 2,
+                          "greater_than": 2},
+            early_steps=1500, early_task_options={"colored_objects": {"form": "recap"}})},
     )  # fmt: skip
