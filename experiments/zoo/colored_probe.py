@@ -21,7 +21,6 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import time
-from types import SimpleNamespace
 
 import jax
 import jax.numpy as jnp
@@ -32,8 +31,8 @@ import mechjax as mj
 from mechjax import zoo
 from mechjax.analysis.metrics import next_token_loss
 from mechjax.data import tasks as T
-from mechjax.train.loop import make_optimizer
 from mechjax.zoo import data as D
+from mechjax.zoo.config import zoo_optimizer
 
 OTHERS = ("ioi", "greater_than", "successor", "factual", "arithmetic", "repeated")
 N_TEXTS = 20000  # distinct training texts per form (and for the other tasks together)
@@ -95,9 +94,7 @@ def main(argv=None):
     )  # fmt: skip
     model = mj.Transformer(cfg)
     params = mj.init(model, jax.random.key(a.seed), jnp.zeros((1, length), jnp.int32))
-    tx = make_optimizer(SimpleNamespace(
-        optimizer="adamw", lr=a.lr, weight_decay=0.01, grad_clip=1.0, schedule="warmup_cosine",
-        warmup_steps=min(100, a.steps // 2), total_steps=a.steps))  # fmt: skip
+    tx = zoo_optimizer(a.lr, a.steps)
     state = tx.init(params)
     evals = {
         form: T.encode(D.task_prompts("colored_objects", 256, D.EVAL_SEED, {

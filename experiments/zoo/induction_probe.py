@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import argparse
 import time
-from types import SimpleNamespace
 
 import jax
 import jax.numpy as jnp
@@ -31,7 +30,7 @@ import mechjax as mj
 from mechjax.analysis import detectors
 from mechjax.analysis.metrics import next_token_loss
 from mechjax.data import repeated_tokens
-from mechjax.train.loop import make_optimizer
+from mechjax.zoo.config import zoo_optimizer
 
 
 def main(argv=None):
@@ -65,10 +64,7 @@ def main(argv=None):
     )  # fmt: skip
     model = mj.Transformer(cfg)
     params = mj.init(model, jax.random.key(a.seed), jnp.zeros((1, a.context), jnp.int32))
-    # the zoo's optimiser: AdamW (weight decay 0.01), warmup 100 + cosine, clip 1.0
-    tx = make_optimizer(SimpleNamespace(
-        optimizer="adamw", lr=a.lr, weight_decay=0.01, grad_clip=1.0, schedule="warmup_cosine",
-        warmup_steps=min(100, a.steps // 2), total_steps=a.steps))  # fmt: skip
+    tx = zoo_optimizer(a.lr, a.steps)  # AdamW, warmup 100 + cosine, clip 1.0
     state = tx.init(params)
 
     def loss(p, toks):

@@ -84,3 +84,15 @@ def zoo_config(
     if a["steps"]:
         c.total_steps = a["steps"]
     return ml_collections.ConfigDict(c)
+
+
+def zoo_optimizer(lr: float, steps: int):
+    """The zoo configs' optimiser (AdamW with weight decay 0.01, warmup 100 + cosine, clip 1.0)
+    for `steps` steps, for scripts that train outside `mechjax run` (the zoo's probes)."""
+    from types import SimpleNamespace
+
+    from mechjax.train.loop import make_optimizer
+
+    return make_optimizer(SimpleNamespace(
+        optimizer="adamw", lr=lr, weight_decay=0.01, grad_clip=1.0, schedule="warmup_cosine",
+        warmup_steps=min(100, steps // 2), total_steps=steps))  # fmt: skip
