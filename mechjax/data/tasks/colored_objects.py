@@ -21,9 +21,9 @@ followed by a recap that lists the objects in a random order, each with its colo
 the queried object: "... and a green cup. Colors: cup green, pen red, book" -> " blue". Here
 the color comes right after the object's name, so a head that looks the name up in the scene
 can answer; in the question form the answer follows " is", one token after the name. Models
-trained on the question form alone stayed at chance; a model that first learned the recap
-learned the question (experiments/zoo/README.md). Corrupted recaps rotate the colors in the
-scene and in the recap alike.
+trained on the question form alone stayed at chance. Models that first learned this recap
+learned it fully but then did not learn the question (experiments/zoo/README.md, "Colored
+objects"). Corrupted recaps rotate the colors in the scene and in the recap alike.
 
 Spans: "obj0", "color0", "obj1", "color1", ... (each listed object and its color, in order),
 "query" (the object named in the question "What color is the book?"; in the recap form the last
