@@ -18,8 +18,8 @@ def test_texts_end_with_the_answer_and_the_mask_covers_each_text():
     question = P.training_texts("question", 20, 0)
     for r, q in zip(recap, question):
         scene = dict((o, c) for c, o in re.findall(r"a (\w+) (\w+)", r.split(" Colors:")[0]))
-        last_obj, last_color = r.split()[-2:]
-        assert scene[last_obj] == last_color  # the recap ends with the queried object's color
+        recap_pairs = re.findall(r"(\w+) (\w+)[,.]", r.split(" Colors: ")[1])
+        assert dict(recap_pairs) == scene and r.endswith(".")  # every object, with its color
         obj, color = re.search(r"The (\w+) is (\w+)$", q).groups()
         assert dict((o, c) for c, o in re.findall(r"a (\w+) (\w+)", q))[obj] == color
     _, _, tok = zoo.load("gpt4l_mix")

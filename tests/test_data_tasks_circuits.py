@@ -165,13 +165,16 @@ def test_colored_objects_recap_form(k):
     p = tasks.generate("colored_objects", 100, seed=3, form="recap", n_objects=k)
     q = tasks.generate("colored_objects", 100, seed=3, n_objects=k)
     recap_re = re.compile(r"I see (.*)\. Colors:((?: \w+ \w+,)*) (\w+)$")
+    n_listed = []
     for i in range(100):
         scene, listed, last = recap_re.search(p.clean[i]).groups()
         items = re.findall(r"a (\w+) (\w+)", scene)
         color = {o: c for c, o in items}
         pairs = re.findall(r"(\w+) (\w+),", listed)
-        # every other object listed once with its own color, the queried one last
-        assert sorted([o for o, _ in pairs] + [last]) == sorted(color)
+        # other objects listed at most once each with their own colors, then the queried one
+        listed_objects = [o for o, _ in pairs] + [last]
+        assert len(set(listed_objects)) == len(listed_objects) and set(listed_objects) <= set(color)
+        n_listed.append(len(pairs))
         assert all(color[o] == c for o, c in pairs)
         assert p.answers[i] == (" " + color[last],)
         assert set(p.contrasts[i]) == {" " + c for o, c in color.items() if o != last}
@@ -181,6 +184,13 @@ def test_colored_objects_recap_form(k):
         bad = {o: c for c, o in re.findall(r"a (\w+) (\w+)", bad_scene)}
         assert bad_last == last and all(bad[o] != color[o] for o in color)
         assert all(bad[o] == c for o, c in re.findall(r"(\w+) (\w+),", bad_listed))
+    assert set(n_listed) == set(range(k))  # the query is listed first, ..., last
+    # training texts go on past the answer to list every object with its color
+    for c, a, t in zip(p.clean, p.answers, p.training_texts()):
+        assert t.startswith(c + a[0]) and t.endswith(".")
+        scene = {o: col for col, o in re.findall(r"a (\w+) (\w+)", t.split(" Colors:")[0])}
+        assert dict(re.findall(r" (\w+) (\w+)[,.]", t.split(" Colors:")[1])) == scene
+    assert q.training_texts() == [c + a[0] for c, a in zip(q.clean, q.answers)]
     # the first prompt has the question form's scene and query (later ones differ: the recap
     # draws its order from the same generator)
     assert p.clean[0].split(" Colors:")[0] == q.clean[0].split(" What color")[0]

@@ -36,7 +36,8 @@ class Prompts:
       contrasts: per example, the contrast continuation(s); the logit difference is
         mean(answer logits) - mean(contrast logits).
       spans: per example, a dict role -> (start, end) character range in `clean`.
-      meta: dict name -> tuple of per-example values (template id, operands, ...).
+      meta: dict name -> tuple of per-example values (template id, operands, ...). The key
+        "continuation" (optional) holds text that training texts add after the answer.
     """
 
     task: str
@@ -97,8 +98,10 @@ class Prompts:
         )
 
     def training_texts(self) -> list[str]:
-        """Each clean prompt followed by its first answer: the text a model is trained on."""
-        return [c + a[0] for c, a in zip(self.clean, self.answers)]
+        """Each clean prompt followed by its first answer (and by `meta["continuation"]`, where a
+        generator writes one): the text a model is trained on."""
+        rest = self.meta.get("continuation", ("",) * len(self))
+        return [c + a[0] + r for c, a, r in zip(self.clean, self.answers, rest)]
 
 
 @dataclasses.dataclass(frozen=True)

@@ -17,19 +17,23 @@ Differences from the paper: Merullo et al. use BIG-bench's multiple-choice forma
 depends on the color) and 20 objects, all distinct within a scene.
 
 Option `form="recap"` (for training curricula, not for the paper's evaluation): the scene is
-followed by a recap that lists the objects in a random order, each with its color, ending at
-the queried object: "... and a green cup. Colors: cup green, pen red, book" -> " blue". Here
-the color comes right after the object's name, so a head that looks the name up in the scene
-can answer; in the question form the answer follows " is", one token after the name. Models
-trained on the question form alone stayed at chance. Models that first learned this recap
-learned it fully but then did not learn the question (experiments/zoo/README.md, "Colored
-objects"). Corrupted recaps rotate the colors in the scene and in the recap alike.
+followed by a recap that lists some of the other objects in a random order, each with its
+color, and then the queried object: "... and a green cup. Colors: cup green, book" -> " blue".
+The queried object's place in the recap is uniform (first, ..., last): listed first, its color
+can only be found by looking its name up in the scene; listed last, it is also the one color
+the recap has not named yet (an earlier version always listed it last, and models learned that
+shortcut instead of the lookup). Training texts go on to list the remaining objects and end
+with "." (meta "continuation"), so each text trains every object's lookup. Here the color
+comes right after the object's name; in the question form the answer follows " is", one token
+after the name. Models trained on the question form alone stayed at chance (see
+experiments/zoo/README.md, "Colored objects"). Corrupted recaps rotate the colors in the scene
+and in the recap alike.
 
 Spans: "obj0", "color0", "obj1", "color1", ... (each listed object and its color, in order),
 "query" (the object named in the question "What color is the book?"; in the recap form the last
 object), "end" (the final " is"; in the recap form the last object).
 Meta: colors (tuple, in scene order), objects (tuple), query (index of the queried object),
-surface.
+surface, continuation (what training texts add after the answer: "" in the question form).
 """
 
 from __future__ import annotations
@@ -57,10 +61,10 @@ _TEMPLATES = {k: _template(k) for k in range(2, 6)}
 FORMS = ("question", "recap")
 
 
-def _recap_template(k: int) -> str:
-    """The scene, then "Colors:" with k - 1 listed objects (fields r0, rc0, ...) and the query."""
+def _recap_template(k: int, j: int) -> str:
+    """The scene, then "Colors:" with j listed objects (fields r0, rc0, ...) and the query."""
     scene = _template(k).split(". What color")[0]
-    listed = "".join(f" {{r{j}}} {{rc{j}}}," for j in range(k - 1))
+    listed = "".join(f" {{r{i}}} {{rc{i}}}," for i in range(j))
     return scene + ". Colors:" + listed + " {query}"
 
 
@@ -73,10 +77,9 @@ def colored_objects(n: int, seed: int = 0, **options) -> Prompts:
     check_int("colored_objects", "n_objects", k, 2, 5)
     check_choice("colored_objects", "form", opts["form"], FORMS)
     recap = opts["form"] == "recap"
-    template = _recap_template(k) if recap else _TEMPLATES[k]
     rng = random.Random(seed)
     clean, corrupted, answers, contrasts, spans = [], [], [], [], []
-    meta = {"colors": [], "objects": [], "query": [], "surface": []}
+    meta = {"colors": [], "objects": [], "query": [], "surface": [], "continuation": []}
     for _ in range(n):
         colors, objects = rng.sample(COLORS, k), rng.sample(OBJECTS, k)
         q, surface = rng.randrange(k), rng.choice(SURFACES)
@@ -84,15 +87,21 @@ def colored_objects(n: int, seed: int = 0, **options) -> Prompts:
         base.update({f"obj{i}": o for i, o in enumerate(objects)})
         # rotate: object i gets color i-1, so every object (the queried one too) changes color
         rotated = colors[-1:] + colors[:-1]
+        template = _TEMPLATES[k]
         if recap:  # drawn after the question form's draws, so that form's prompts stay the same
-            order = rng.sample([i for i in range(k) if i != q], k - 1)
+            # the query's place in the recap is uniform: listed first it can only be looked up
+            # in the scene, listed last it is also the one color the recap has not yet named
+            order = rng.sample([i for i in range(k) if i != q], rng.randrange(k))
+            template = _recap_template(k, len(order))
+            rest = rng.sample([i for i in range(k) if i != q and i not in order], k - 1 - len(order))
+            continuation = "".join(f", {objects[i]} {colors[i]}" for i in rest) + "."
             base.update({f"r{j}": objects[i] for j, i in enumerate(order)})
             listed = {"clean": colors, "bad": rotated}
             for which in listed:
                 cs = listed[which]
                 listed[which] = {f"rc{j}": cs[i] for j, i in enumerate(order)}
         else:
-            listed = {"clean": {}, "bad": {}}
+            listed, continuation = {"clean": {}, "bad": {}}, ""
         text, sp = fill(
             template, {**base, **listed["clean"], **{f"color{i}": c for i, c in enumerate(colors)}}
         )
@@ -110,6 +119,7 @@ def colored_objects(n: int, seed: int = 0, **options) -> Prompts:
             ("objects", tuple(objects)),
             ("query", q),
             ("surface", surface),
+            ("continuation", continuation),
         ):
             meta[key].append(v)
     return Prompts.from_lists("colored_objects", clean, corrupted, answers, contrasts, spans, meta)
