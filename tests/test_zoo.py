@@ -140,9 +140,9 @@ def test_task_weights_and_options_shape_the_training_prompts():
 
 
 def test_early_phase_swaps_colored_objects_for_its_recap_form(tmp_path, monkeypatch):
-    """gpt4l_mix's recap curriculum (a variant): steps before `early_steps` draw windows from a stream whose
-    colored-objects examples are recaps; one tokenizer serves both phases; evals keep the
-    question form and add the recap form's accuracy."""
+    """gpt4l_mix's recap curriculum (a variant): steps early_from .. early_steps - 1 draw windows
+    from a stream whose colored-objects examples are recaps; one tokenizer serves both phases;
+    evals keep the question form and add the recap form's accuracy."""
     import sys
 
     from mechjax.train.config import load_config_file
@@ -155,7 +155,7 @@ def test_early_phase_swaps_colored_objects_for_its_recap_form(tmp_path, monkeypa
     assert load_config_file(path).task.early_steps == 0  # the shipped model has no such phase
     cfg = load_config_file(path + ":runlocal,recap_curriculum")
     t = cfg.task
-    assert t.early_steps == 2
+    assert (t.early_from, t.early_steps) == (1, 2)  # runlocal's 4 steps: the phase is step 1
     assert D.plain(t.early_task_options) == {"colored_objects": {"form": "recap"}}
     task = build(cfg)
     data = D.build(
@@ -180,15 +180,19 @@ def test_early_phase_swaps_colored_objects_for_its_recap_form(tmp_path, monkeypa
             for p in ("early", "late")]  # fmt: skip
     assert code[0] == code[1] > 10
     key = jax.random.key(0)
-    early, late = task.batch(key, 0), task.batch(key, 2)
-    np.testing.assert_array_equal(
-        late["tokens"],
-        D.windows(key_long(key), jax.numpy.asarray(data.train), cfg.batch_size, t.n_ctx,
-                  t.repeat_frac, t.repeat_min),
-    )  # fmt: skip
-    assert not np.array_equal(early["tokens"], late["tokens"])
+    before, during, after = (task.batch(key, s)["tokens"] for s in (0, 1, 2))
+    for phase, stream in ((before, data.train), (during, data.train_early), (after, data.train)):
+        np.testing.assert_array_equal(
+            phase, D.windows(key_long(key), jax.numpy.asarray(stream), cfg.batch_size, t.n_ctx,
+                             t.repeat_frac, t.repeat_min),
+        )  # fmt: skip
+    assert not np.array_equal(during, after)
     out = task.evaluate(task.init(jax.random.key(1)), None, key, ())
     assert {"acc/colored_objects", "acc/colored_objects_early"} <= set(out)
+    cfg.task.early_from = 2
+    with pytest.raises(ValueError, match=r"early_from=2 with early_steps=2; .* \[0, early_steps\)"):
+        build(cfg)
+    cfg.task.early_from = 0
     cfg.task.early_task_options = {}
     cfg.task.early_task_weights = {}
     with pytest.raises(ValueError, match="early_steps=2 with early_task_weights"):

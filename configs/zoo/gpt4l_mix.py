@@ -10,12 +10,12 @@ YY = 01, the year its corruption uses (`task_options`; the evals use the same).
 A quarter of the 256-token windows repeat their first m ~ U[16, 128] tokens, as an aid to
 copying.
 
-The variants `:recap_curriculum` and `:recap_curriculum_w10` train colored objects in two
-phases (`early_steps`): first recaps ("... and a green cup. Colors: cup green, pen red, book
-blue", `form="recap"`), then the question form the evals use. The model learned the recap
-(1.00) but not the question afterwards, so the shipped model trains without them (see
-experiments/zoo/README.md). `:recap_curriculum`: colored objects 4x, recaps 8x for steps
-0-1,999; `:recap_curriculum_w10`: colored objects 10x, recaps for steps 0-1,499.
+The variant `:recap_curriculum` trains colored objects in three phases and 6,500 steps: the
+question form at 6x until step 2,499, by when the previous-token heads have formed; then recaps
+("... and a green cup. Colors: pen red, cup" -> " green", `form="recap"`) at 24x (about 60%
+of the task tokens) for steps 2,500-4,499 (`early_from`, `early_steps`); then the question
+form at 6x again. Earlier curricula that started with recaps at step 0 taught the recap but
+not the question (see experiments/zoo/README.md).
 
 The variant `:mlp_off_warmup` adds the code models' copying warm-up (steps 0-999 on packed
 48-token windows of random tokens below id 1,024) with every MLP and layers 2-3 switched off
@@ -42,12 +42,9 @@ def get_config(arg=None):
             short_len=48, short_steps=1000, short_source="random", short_vocab=1024,
             warmup_off_layers=(2, 3), warmup_off_mlps=True),
                   "recap_curriculum": dict(
-            task_weights={"ioi": 5, "colored_objects": 4, "arithmetic": 4, "needle": 2,
+            steps=6500,
+            task_weights={"ioi": 5, "colored_objects": 6, "arithmetic": 4, "needle": 2,
                           "greater_than": 2},
-            early_steps=2000, early_task_weights={"colored_objects": 8},
-            early_task_options={"colored_objects": {"form": "recap"}}),
-                  "recap_curriculum_w10": dict(
-            task_weights={"ioi": 5, "colored_objects": 10, "arithmetic": 4, "needle": 2,
-                          "greater_than": 2},
-            early_steps=1500, early_task_options={"colored_objects": {"form": "recap"}})},
+            early_from=2500, early_steps=4500, early_task_weights={"colored_objects": 24},
+            early_task_options={"colored_objects": {"form": "recap"}})},
     )  # fmt: skip

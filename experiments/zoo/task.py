@@ -60,6 +60,12 @@ def build(config) -> Task:
             f"early_task_options={early_o}; a curriculum needs early_steps > 0 and at least one "
             "of the two (or set early_steps = 0 and leave both empty)."
         )
+    if not 0 <= t.early_from < max(t.early_steps, 1):
+        raise ValueError(
+            f"zoo config: early_from={t.early_from} with early_steps={t.early_steps}; the "
+            "curriculum phase covers steps early_from .. early_steps - 1, so early_from must be "
+            "in [0, early_steps) (0 when there is no phase)."
+        )
     data = D.build(
         t.vocab_size,
         t.task_share,
@@ -107,7 +113,8 @@ def build(config) -> Task:
         toks = D.windows(k_long, stream, batch_size, L, t.repeat_frac, t.repeat_min)
         if early_stream is not None:  # the same windows' positions, drawn from the early stream
             first = D.windows(k_long, early_stream, batch_size, L, t.repeat_frac, t.repeat_min)
-            toks = jnp.where(step < t.early_steps, first, toks)
+            in_phase = (step >= t.early_from) & (step < t.early_steps)
+            toks = jnp.where(in_phase, first, toks)
         if not t.short_len:
             return {"tokens": toks}
         rv = (t.short_vocab or vocab) if t.short_source == "random" else 0

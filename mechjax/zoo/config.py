@@ -20,12 +20,13 @@ def zoo_config(
     """A zoo config: `task` sets the model (`n_layers`, `d_model`, `n_heads`, `d_mlp`, `n_ctx`)
     and data (`vocab_size`, `task_share`, `n_per_task`, `task_weights`, `task_options`).
     Variants: `runlocal` (4 steps on a 40-file corpus, for CI), `steps=N`, and each name in
-    `variants` ({flag: task overrides}, for the experiments a model card reports)."""
+    `variants` ({flag: task overrides, or "steps"}, for the experiments a model card reports)."""
     variants = variants or {}
     a = parse_arg(arg, runlocal=False, steps=0, **{k: False for k in variants})
     for k, overrides in variants.items():
         if a[k]:
             task = {**task, **overrides}
+    steps = task.pop("steps", steps)  # a variant may train longer
     c = base_config()
     c.experiment = "zoo"
     c.total_steps = steps
@@ -61,9 +62,10 @@ def zoo_config(
     t.short_vocab = 0  # random warm-up tokens from [1, short_vocab) (0 = the whole vocabulary)
     t.task_weights = {}  # {task: w}: w times the examples of that task (zoo.data.build)
     t.task_options = {}  # {task: generator options}, used for training and evaluation
-    # curriculum by task mix: for the first `early_steps` steps the task examples are drawn
-    # with these weights / options instead (zoo.data.build's early_task_*), e.g.
+    # curriculum by task mix: for steps early_from .. early_steps - 1 the task examples are
+    # drawn with these weights / options instead (zoo.data.build's early_task_*), e.g.
     # {"colored_objects": {"form": "recap"}}; evaluation always uses `task_options`
+    t.early_from = 0
     t.early_steps = 0
     t.early_task_weights = {}
     t.early_task_options = {}
@@ -76,6 +78,7 @@ def zoo_config(
         c.checkpoint_every = 0
         t.short_steps = min(t.short_steps, 2)
         t.early_steps = min(t.early_steps, 2)
+        t.early_from = min(t.early_from, max(t.early_steps - 1, 0))
         # code-only models shrink to a 512-token vocabulary; mixture models keep theirs, since
         # every task word must stay one token (2,000 examples per task are enough for that)
         vocab = t.vocab_size if t.task_share > 0 else 512
