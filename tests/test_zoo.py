@@ -140,7 +140,7 @@ def test_task_weights_and_options_shape_the_training_prompts():
 
 
 def test_early_phase_swaps_colored_objects_for_its_recap_form(tmp_path, monkeypatch):
-    """gpt4l_mix's recap curriculum (a variant): steps early_from .. early_steps - 1 draw windows
+    """gpt4l_mix's recap curriculum: steps early_from .. early_steps - 1 draw windows
     from a stream whose colored-objects examples are recaps; one tokenizer serves both phases;
     evals keep the question form and add the recap form's accuracy."""
     import sys
@@ -152,8 +152,10 @@ def test_early_phase_swaps_colored_objects_for_its_recap_form(tmp_path, monkeypa
 
     monkeypatch.setenv("MECHJAX_CACHE", str(tmp_path / "cache"))
     path = os.path.join(ROOT, "configs/zoo/gpt4l_mix.py")
-    assert load_config_file(path).task.early_steps == 0  # the shipped model has no such phase
-    cfg = load_config_file(path + ":runlocal,recap_curriculum")
+    assert load_config_file(path + ":no_curriculum").task.early_steps == 0  # the old model's
+    full = load_config_file(path).task
+    assert (full.early_from, full.early_steps) == (2500, 4500)
+    cfg = load_config_file(path + ":runlocal")
     t = cfg.task
     assert (t.early_from, t.early_steps) == (1, 2)  # runlocal's 4 steps: the phase is step 1
     assert D.plain(t.early_task_options) == {"colored_objects": {"form": "recap"}}
@@ -247,6 +249,7 @@ def test_export_load_round_trip(tmp_path, monkeypatch):
     np.testing.assert_allclose(np.asarray(a), np.asarray(b), atol=1e-6)
     card = json.load(open(os.path.join(folder, "card.json")))
     assert card["training"]["steps"] == 2 and card["data"]["corpus_files"]["train"] == 40
+    assert "curriculum_steps" not in card["training"]  # this config has no curriculum phase
     with pytest.raises(ValueError, match="shipped models: tiny"):
         zoo.load("nope")
 
@@ -287,30 +290,38 @@ def test_code_models_beat_unigram_have_induction_heads_and_reproduce_their_card(
     assert nll[:, 51:].mean() < nll[:, 1:50].mean() - 3.0
 
 
+# top-1 accuracy of a model that has learned only the answer format (experiments/zoo/README.md)
+FORMAT_CHANCE = {"ioi": 1 / 2, "docstring": 1 / 3, "colored_objects": 1 / 3, "arithmetic": 1 / 40,
+                 "multiple_choice": 1 / 4}  # fmt: skip
+
+
 def test_mixture_model_reproduces_its_card_and_solves_its_tasks():
     """The training-time eval prompts give the card's accuracies from the float16 weights;
-    every task but colored objects stays far above chance, with a positive logit difference
-    that the corruption destroys (arithmetic's, against the off-by-one result, is small); IOI's probability difference falls to ~0 and greater-than's
-    (Hanna et al.'s metric) to under a fifth of itself. (Colored objects is at the 1/3 of a
-    model that names one of the scene's colors; see experiments/zoo/README.md.)"""
+    every task is well above the accuracy of a model that knows only the answer format, with a
+    positive logit difference that the corruption destroys (arithmetic's, against the
+    off-by-one result, is small); IOI's probability difference falls to ~0, greater-than's
+    (Hanna et al.'s metric) to under a fifth of itself, and colored objects' turns negative
+    (the rotated colors give the queried object another scene color)."""
     model, params, tok = zoo.load("gpt4l_mix")
     card = zoo.card("gpt4l_mix")
+    assert card["training"]["curriculum_steps"] == [2500, 4500]
     options = E.mixture_args(card)["options"]  # as trained (arithmetic's operand range)
     table = E.task_table(model, params, tok, n=64, mixture=False, options=options)
     card = card["final_eval"]
-    assert "_skipped" not in table
+    assert "_skipped" not in table and set(table) == set(D.MIXTURE_TASKS)
     for name, r in table.items():
         assert abs(r["accuracy"] - card[f"acc/{name}"]) <= 0.05, name
         assert abs(r["logit_diff"] - card[f"ld/{name}"]) <= 0.1, name
-    for name in set(D.MIXTURE_TASKS) - {"colored_objects"}:
-        assert table[name]["accuracy"] > 0.45, name  # top-1 over a 4,096-token vocabulary
-        assert table[name]["logit_diff"] > 0.2, name
+        # top-1 over a 4,096-token vocabulary
+        assert r["accuracy"] > max(0.4, FORMAT_CHANCE.get(name, 0) + 0.25), name
+        assert r["logit_diff"] > 0.2, name
         if name != "arithmetic":  # its contrast is the off-by-one result: small differences
-            assert table[name]["logit_diff"] > table[name]["logit_diff_corrupted"] + 0.5, name
-    ioi, gt = table["ioi"], table["greater_than"]
+            assert r["logit_diff"] > r["logit_diff_corrupted"] + 0.5, name
+    ioi, gt, co = table["ioi"], table["greater_than"], table["colored_objects"]
     assert ioi["logit_diff"] > 5 and abs(ioi["logit_diff_corrupted"]) < 1
     assert ioi["prob_diff"] > 0.9 and abs(ioi["prob_diff_corrupted"]) < 0.1
-    assert gt["prob_diff"] > 0.7 and gt["prob_diff_corrupted"] < 0.2 * gt["prob_diff"]
+    assert gt["prob_diff"] > 0.6 and gt["prob_diff_corrupted"] < 0.2 * gt["prob_diff"]
+    assert co["accuracy"] > 0.9 and co["prob_diff"] > 0.9 and co["prob_diff_corrupted"] < -0.5
 
 
 def test_task_table_skips_tasks_the_tokenizer_cannot_encode():

@@ -3,24 +3,25 @@ r"""Zoo: 4-layer GPT-style LM (MLPs, RoPE, d_model 256, 8 heads) on code + every
 60% of the training tokens are task examples (IOI, greater-than, docstring, colored objects,
 successor, factual recall, arithmetic, multiple choice, needle in a haystack, repeated words),
 each `<|endoftext|>` + prompt + answer; the rest is standard-library code. The tasks that need
-the most examples get more of them (`task_weights`: IOI 5x, arithmetic 4x, colored objects
-3x, needle and greater-than 2x). Arithmetic keeps its operands and results in 0..39, and the
+the most examples get more of them (`task_weights`: colored objects 6x, IOI 5x, arithmetic
+4x, needle and greater-than 2x). Arithmetic keeps its operands and results in 0..39, and the
 needle hides among 6 filler sentences instead of 12, and greater-than's start years include
 YY = 01, the year its corruption uses (`task_options`; the evals use the same).
 A quarter of the 256-token windows repeat their first m ~ U[16, 128] tokens, as an aid to
-copying.
+copying. 6,500 steps.
 
-The variant `:recap_curriculum` trains colored objects in three phases and 6,500 steps: the
-question form at 6x until step 2,499, by when the previous-token heads have formed; then recaps
-("... and a green cup. Colors: pen red, cup" -> " green", `form="recap"`) at 24x (about 60%
-of the task tokens) for steps 2,500-4,499 (`early_from`, `early_steps`); then the question
-form at 6x again. Earlier curricula that started with recaps at step 0 taught the recap but
-not the question (see experiments/zoo/README.md).
+Colored objects is taught by a curriculum. For steps 2,500-4,499 (`early_from`,
+`early_steps`), once the previous-token heads have formed, its examples are recaps ("... and a
+green cup. Colors: pen red, cup" -> " green", `form="recap"`) at 24x, about 60% of the task
+tokens; before and after, they are the question form the evals use. A model trained on the
+question form alone stayed at chance, and curricula that started with recaps at step 0 taught
+the recap but not the question (see experiments/zoo/README.md, "Colored objects").
 
-The variant `:mlp_off_warmup` adds the code models' copying warm-up (steps 0-999 on packed
-48-token windows of random tokens below id 1,024) with every MLP and layers 2-3 switched off
-by `mj.ablate(...).when(step < 1000)`. It did not teach this model to copy: the training loss
-stayed at ln 1,023 (see experiments/zoo/README.md), so the shipped model trains without it.
+Variants: `:no_curriculum` is the previous shipped model (6,000 steps, colored objects 3x,
+no recaps). `:mlp_off_warmup` adds to it the code models' copying warm-up (steps 0-999 on
+packed 48-token windows of random tokens below id 1,024) with every MLP and layers 2-3
+switched off by `mj.ablate(...).when(step < 1000)`. It did not teach that model to copy: the
+training loss stayed at ln 1,023 (see experiments/zoo/README.md).
 
     mechjax run configs/zoo/gpt4l_mix.py --workdir runs/zoo/gpt4l_mix
     python -m mechjax.zoo export runs/zoo/gpt4l_mix gpt4l_mix
@@ -31,20 +32,26 @@ from mechjax.zoo.config import zoo_config
 
 def get_config(arg=None):
     return zoo_config(
-        "gpt4l_mix", arg, steps=6000, lr=2e-3, batch_size=16,
+        "gpt4l_mix", arg, steps=6500, lr=2e-3, batch_size=16,
         n_layers=4, d_model=256, n_heads=8, d_mlp=1024, n_ctx=256, vocab_size=4096,
         task_share=0.6, n_per_task=20000, repeat_frac=0.25,
-        task_weights={"ioi": 5, "colored_objects": 3, "arithmetic": 4, "needle": 2,
+        task_weights={"ioi": 5, "colored_objects": 6, "arithmetic": 4, "needle": 2,
                       "greater_than": 2},
         task_options={"arithmetic": {"max_value": 39}, "needle": {"n_filler": 6},
                       "greater_than": {"min_yy": 1}},
-        variants={"mlp_off_warmup": dict(
-            short_len=48, short_steps=1000, short_source="random", short_vocab=1024,
-            warmup_off_layers=(2, 3), warmup_off_mlps=True),
-                  "recap_curriculum": dict(
-            steps=6500,
-            task_weights={"ioi": 5, "colored_objects": 6, "arithmetic": 4, "needle": 2,
+        # colored objects: recaps instead of questions for steps 2,500-4,499
+        early_from=2500, early_steps=4500, early_task_weights={"colored_objects": 24},
+        early_task_options={"colored_objects": {"form": "recap"}},
+        variants={"no_curriculum": dict(  # the previous shipped model
+            steps=6000,
+            task_weights={"ioi": 5, "colored_objects": 3, "arithmetic": 4, "needle": 2,
                           "greater_than": 2},
-            early_from=2500, early_steps=4500, early_task_weights={"colored_objects": 24},
-            early_task_options={"colored_objects": {"form": "recap"}})},
+            early_from=0, early_steps=0, early_task_weights={}, early_task_options={}),
+                  "mlp_off_warmup": dict(  # on top of the previous shipped model
+            steps=6000,
+            task_weights={"ioi": 5, "colored_objects": 3, "arithmetic": 4, "needle": 2,
+                          "greater_than": 2},
+            early_from=0, early_steps=0, early_task_weights={}, early_task_options={},
+            short_len=48, short_steps=1000, short_source="random", short_vocab=1024,
+            warmup_off_layers=(2, 3), warmup_off_mlps=True)},
     )  # fmt: skip

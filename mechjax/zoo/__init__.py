@@ -166,6 +166,9 @@ def export(run_dir: str, name: str, out_dir: str | None = None, dtype: str = "fl
         "n_params": int(sum(v.size for v in flat.values())),
         "dtype": dtype,
     }
+    task = info["config"].get("task", {})
+    if task.get("early_steps"):  # the steps whose task examples used data.early_task_*
+        card_["training"]["curriculum_steps"] = [task.get("early_from", 0), task["early_steps"]]
     with open(os.path.join(folder, "card.json"), "w") as f:
         json.dump(card_, f, indent=1, default=str)
     return folder
