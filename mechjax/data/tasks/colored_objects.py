@@ -93,7 +93,9 @@ def colored_objects(n: int, seed: int = 0, **options) -> Prompts:
             # in the scene, listed last it is also the one color the recap has not yet named
             order = rng.sample([i for i in range(k) if i != q], rng.randrange(k))
             template = _recap_template(k, len(order))
-            rest = rng.sample([i for i in range(k) if i != q and i not in order], k - 1 - len(order))
+            rest = rng.sample(
+                [i for i in range(k) if i != q and i not in order], k - 1 - len(order)
+            )
             continuation = "".join(f", {objects[i]} {colors[i]}" for i in rest) + "."
             base.update({f"r{j}": objects[i] for j, i in enumerate(order)})
             listed = {"clean": colors, "bad": rotated}
