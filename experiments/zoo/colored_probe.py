@@ -2,16 +2,17 @@
 
 A small model (2 layers, d_model 128, MLPs; the gpt4l_mix tokenizer) trains on
 colored-objects texts from `mechjax.data.tasks`: before step `--switch`, recaps
-("On the desk, I see a purple bag, a gray mug, and a red chair. Colors: chair red, bag
-purple, mug gray"), from then on the question form the evals use ("... What color is the mug?
+("On the desk, I see a purple bag, a gray mug, and a red chair. Colors: mug gray, bag
+purple, chair red."; eval recaps end at the queried object, listed anywhere), from then on the question form the evals use ("... What color is the mug?
 The mug is gray"). Each step's batch holds `--colored` of these texts and `--others` texts of
 the other short tasks (IOI, greater-than, successor, factual, arithmetic, repeated), as in
 the zoo's mixture. The loss is on every token. Every `--every` steps the probe prints the
 top-1 accuracy on 256 eval prompts of each form (the zoo's eval seed; chance for the
-question is 1/3 of a model that names a color of the scene).
+question is 1/3 of a model that names a color of the scene; for the recap, 0.61 of one that
+names the scene's colors the recap has not listed yet).
 
     python experiments/zoo/colored_probe.py --switch 2000 --steps 4500 --colored 64
-    python experiments/zoo/colored_probe.py --switch 2000 --steps 4500 --colored 20 --others 44
+    python experiments/zoo/colored_probe.py --switch 2500 --steps 3500 --colored 40 --others 24
 
 See experiments/zoo/README.md ("Colored objects").
 """
