@@ -29,6 +29,13 @@ training loss stayed at ln 1,023 (see experiments/zoo/README.md).
 
 from mechjax.zoo.config import zoo_config
 
+# the previous shipped model: 6,000 steps, colored objects 3x and only as questions
+PREVIOUS = dict(
+    steps=6000,
+    task_weights={"ioi": 5, "colored_objects": 3, "arithmetic": 4, "needle": 2, "greater_than": 2},
+    early_from=0, early_steps=0, early_task_weights={}, early_task_options={},
+)  # fmt: skip
+
 
 def get_config(arg=None):
     return zoo_config(
@@ -42,16 +49,7 @@ def get_config(arg=None):
         # colored objects: recaps instead of questions for steps 2,500-4,499
         early_from=2500, early_steps=4500, early_task_weights={"colored_objects": 24},
         early_task_options={"colored_objects": {"form": "recap"}},
-        variants={"no_curriculum": dict(  # the previous shipped model
-            steps=6000,
-            task_weights={"ioi": 5, "colored_objects": 3, "arithmetic": 4, "needle": 2,
-                          "greater_than": 2},
-            early_from=0, early_steps=0, early_task_weights={}, early_task_options={}),
-                  "mlp_off_warmup": dict(  # on top of the previous shipped model
-            steps=6000,
-            task_weights={"ioi": 5, "colored_objects": 3, "arithmetic": 4, "needle": 2,
-                          "greater_than": 2},
-            early_from=0, early_steps=0, early_task_weights={}, early_task_options={},
-            short_len=48, short_steps=1000, short_source="random", short_vocab=1024,
+        variants={"no_curriculum": PREVIOUS, "mlp_off_warmup": dict(
+            PREVIOUS, short_len=48, short_steps=1000, short_source="random", short_vocab=1024,
             warmup_off_layers=(2, 3), warmup_off_mlps=True)},
     )  # fmt: skip
