@@ -9,11 +9,20 @@ logits, cache = mj.run(model, params, tokens, cache="blocks.*.attn.hook_pattern"
 
 from mechjax import edit, hooks, zoo
 from mechjax.analysis import metrics, patching
-from mechjax.hooks import register_site_axes
-from mechjax.interventions import Intervention, ablate, clamp, hook, patch, steer
+from mechjax.interventions import (
+    Intervention,
+    ablate,
+    clamp,
+    from_batch,
+    hook,
+    patch,
+    register_op,
+    steer,
+    two_pass,
+)
 from mechjax.io import from_pretrained, load_tokenizer
 from mechjax.models import VARIANTS, Transformer, TransformerConfig
-from mechjax.run import document_mask, init, run, site_names, site_shapes
+from mechjax.run import document_mask, init, run, site_axes, site_names, site_shapes
 from mechjax.train.load import load_run
 
 __version__ = "0.1.0"
@@ -28,6 +37,7 @@ __all__ = [
     "document_mask",
     "from_pretrained",
     "edit",
+    "from_batch",
     "hook",
     "hooks",
     "metrics",
@@ -36,10 +46,12 @@ __all__ = [
     "load_run",
     "load_tokenizer",
     "patch",
-    "register_site_axes",
+    "register_op",
     "run",
+    "site_axes",
     "site_names",
     "site_shapes",
     "steer",
+    "two_pass",
     "zoo",
 ]

@@ -1,23 +1,17 @@
 """Site naming and the hook point used inside every module.
 
 A *site* is a named activation, spelled as in TransformerLens
-(``blocks.3.attn.hook_z``). Every module calls ``hooks(name, x)`` at each of
-its sites; the :class:`HookContext` passed down the forward pass decides what
-happens there: apply the interventions that address the site, then keep the
-(possibly modified) value if the cache asked for it.
+(``blocks.3.attn.hook_z``). Every module calls ``hooks(name, x, axes)`` at each of
+its sites; ``axes`` names the site's axes from the vocabulary in
+:mod:`mechjax.models` (e.g. :data:`mechjax.models.axes.Z`), declared right where
+the site is defined. The :class:`HookContext` passed down the forward pass decides
+what happens there: apply the interventions that address the site, then keep the
+(possibly modified) value if the cache asked for it. Two families may use the same
+suffix with different axes (an LM's ``hook_logits`` is ``[batch, pos, d_vocab]``,
+a ViT's ``[batch, class]``): axes belong to the site, not to its name.
 
-With no interventions and nothing cached, ``hooks(name, x)`` returns ``x``
+With no interventions and nothing cached, ``hooks(name, x, axes)`` returns ``x``
 untouched during tracing, so the compiled program is the plain model.
-
-Axis vocabulary (used in every shape comment in the package):
-
-    batch    independent sequences
-    pos      sequence position (``q_pos`` / ``k_pos`` inside attention patterns)
-    head     query heads; ``kv_head`` for key/value heads (fewer under GQA)
-    d_model  residual stream width
-    d_head   per-head width of q, k, v, z
-    d_mlp    MLP hidden width (the "neurons")
-    d_vocab  output vocabulary
 """
 
 from __future__ import annotations
@@ -26,51 +20,9 @@ import difflib
 import fnmatch
 from collections.abc import Callable, Iterable
 
-# Axes of each site, keyed by the last component of its name. Architectures with
-# extra sites add entries with `register_site_axes`.
-SITE_AXES: dict[str, tuple[str, ...]] = {
-    "hook_embed": ("batch", "pos", "d_model"),
-    "hook_pos_embed": ("batch", "pos", "d_model"),
-    "hook_resid_pre": ("batch", "pos", "d_model"),
-    "hook_resid_mid": ("batch", "pos", "d_model"),
-    "hook_resid_post": ("batch", "pos", "d_model"),
-    "hook_attn_out": ("batch", "pos", "d_model"),
-    "hook_mlp_out": ("batch", "pos", "d_model"),
-    "hook_q": ("batch", "pos", "head", "d_head"),
-    "hook_k": ("batch", "pos", "kv_head", "d_head"),
-    "hook_v": ("batch", "pos", "kv_head", "d_head"),
-    "hook_rot_q": ("batch", "pos", "head", "d_head"),
-    "hook_rot_k": ("batch", "pos", "kv_head", "d_head"),
-    "hook_z": ("batch", "pos", "head", "d_head"),
-    "hook_attn_scores": ("batch", "head", "q_pos", "k_pos"),
-    "hook_pattern": ("batch", "head", "q_pos", "k_pos"),
-    "hook_result": ("batch", "pos", "head", "d_model"),
-    "hook_pre": ("batch", "pos", "d_mlp"),
-    "hook_pre_linear": ("batch", "pos", "d_mlp"),
-    "hook_post": ("batch", "pos", "d_mlp"),
-    "hook_scale": ("batch", "pos", "one"),
-    "hook_normalized": ("batch", "pos", "d_model"),
-    "hook_logits": ("batch", "pos", "d_vocab"),
-}
-
 # Sites that cost extra compute when materialised; modules only build them when
 # a cache or an intervention asks for them.
 EXPENSIVE_SITES = ("hook_result",)
-
-
-def register_site_axes(suffix: str, axes: tuple[str, ...]) -> None:
-    """Declares the axes of a new kind of site (for architectures with extra parts)."""
-    SITE_AXES[suffix] = tuple(axes)
-
-
-def site_axes(name: str) -> tuple[str, ...]:
-    """Axis names of site `name`, e.g. ('batch', 'pos', 'head', 'd_head')."""
-    suffix = name.rsplit(".", 1)[-1]
-    if suffix not in SITE_AXES:
-        raise KeyError(
-            f"No axis vocabulary for site {name!r}; register it with register_site_axes."
-        )
-    return SITE_AXES[suffix]
 
 
 def is_pattern(spec: str) -> bool:
@@ -106,6 +58,26 @@ def normalize_cache_spec(cache) -> CacheSpec:
     return cache
 
 
+def resolve_cache_spec(cache, names: Iterable[str]) -> tuple[str, ...] | None:
+    """A cache spec -> the exact site names it selects, in forward order (host-side).
+
+    Resolving on the host makes the jit cache key a tuple of strings: a predicate (a fresh
+    lambda per call) or a list never causes a recompile. Unknown names raise ValueError.
+    """
+    spec = normalize_cache_spec(cache)
+    if spec is None:
+        return None
+    names = list(names)
+    if callable(spec):
+        return tuple(n for n in names if spec(n))
+    for s in spec:
+        if not any(matches(s, n) for n in names):
+            near = closest(s, names)
+            hint = f" Closest valid sites: {', '.join(near)}." if near else ""
+            raise ValueError(f"cache: {s!r} matches no site of this model.{hint}")
+    return tuple(n for n in names if any(matches(s, n) for s in spec))
+
+
 def cache_wants(spec: CacheSpec, name: str) -> bool:
     if spec is None:
         return False
@@ -117,7 +89,8 @@ def cache_wants(spec: CacheSpec, name: str) -> bool:
 class HookContext:
     """Carries interventions and the cache request through one forward pass.
 
-    Created fresh inside each traced call; modules call it at their sites.
+    Created fresh inside each traced call; modules call it at their sites. It also records
+    each site's declared axes (`self.axes`), which is how `mj.site_axes` learns them.
     """
 
     def __init__(self, interventions=(), cache: CacheSpec = None, record_all: bool = False):
@@ -125,6 +98,7 @@ class HookContext:
         self.cache_spec = cache
         self.record_all = record_all
         self.cache: dict = {}
+        self.axes: dict[str, tuple[str, ...] | None] = {}
         self._memo: dict[str, tuple] = {}
 
     def _for_site(self, name: str) -> tuple:
@@ -136,9 +110,12 @@ class HookContext:
         """True if something reads or writes site `name` (so it must be materialised)."""
         return self.record_all or cache_wants(self.cache_spec, name) or bool(self._for_site(name))
 
-    def __call__(self, name: str, x):
+    def __call__(self, name: str, x, axes: tuple[str, ...] | None = None):
+        if axes is not None and len(axes) != x.ndim:
+            raise ValueError(f"site {name!r} declares axes {axes} but has shape {x.shape}")
+        self.axes[name] = None if axes is None else tuple(axes)
         for iv in self._for_site(name):
-            x = iv.apply(x, name)
+            x = iv.apply(x, name, axes)
         if self.record_all or cache_wants(self.cache_spec, name):
             self.cache[name] = x
         return x
@@ -150,7 +127,7 @@ class _NoHooks:
     def active(self, name: str) -> bool:
         return False
 
-    def __call__(self, name: str, x):
+    def __call__(self, name: str, x, axes=None):
         return x
 
 

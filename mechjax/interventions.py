@@ -17,6 +17,13 @@ Selections (``heads=``, ``positions=``, ``neurons=``) take either
   ``x + m * (new - x)`` (differentiable in ``m``).
 
 ``positions`` index the query axis for attention patterns/scores.
+
+Each operation is one small function `new = op(iv, x)` registered with
+:func:`register_op`; the selection, the blend and the `when` gate are shared. Two
+intervention kinds are resolved inside the traced forward of `mj.run`, before the site
+ops run: :func:`from_batch` (interventions built from the batch, e.g. a pattern that
+depends on where the answer is) and :func:`two_pass` (interventions built from the cache
+of a first "probe" forward pass of the same parameters; gradients flow through both).
 """
 
 from __future__ import annotations
@@ -30,10 +37,53 @@ import jax.numpy as jnp
 import numpy as np
 
 from mechjax import hooks as _hooks
+from mechjax.models.axes import HEAD_AXES as _HEAD_AXES
+from mechjax.models.axes import POS_AXES as _POS_AXES
 
-OPS = ("patch", "clamp", "ablate", "steer", "fn")
-_POS_AXES = ("pos", "q_pos")
-_HEAD_AXES = ("head", "kv_head")
+# op name -> fn(iv, x) giving the replacement value (broadcastable to x) at the selection.
+OPS: dict[str, Callable] = {}
+
+
+def register_op(name: str):
+    """Decorator registering `fn(iv, x) -> new` as intervention op `name`.
+
+    `new` replaces `x` where the intervention's selection says (bool masks replace, float
+    masks blend); `iv.value`, `iv.scale`, `iv.method`, `iv.fn` carry the op's data.
+    """
+
+    def deco(fn):
+        OPS[name] = fn
+        return fn
+
+    return deco
+
+
+@register_op("patch")
+def _op_patch(iv, x):  # mj.patch and mj.clamp
+    return jnp.asarray(iv.value)
+
+
+OPS["clamp"] = _op_patch  # the same op; `clamp` reads better inside training steps
+
+
+@register_op("ablate")
+def _op_ablate(iv, x):
+    if iv.method == "zero":
+        return jnp.zeros((), x.dtype)
+    if iv.value is not None:
+        return jnp.asarray(iv.value)
+    return jnp.mean(x.astype(jnp.float32), axis=0, keepdims=True)  # this forward's batch mean
+
+
+@register_op("steer")
+def _op_steer(iv, x):
+    delta = jnp.asarray(iv.scale, jnp.float32) * jnp.asarray(iv.value, jnp.float32)
+    return x.astype(jnp.float32) + delta
+
+
+@register_op("fn")
+def _op_fn(iv, x):
+    return iv.fn(x) if iv.value is None else iv.fn(x, iv.value)
 
 
 @jax.tree_util.register_dataclass
@@ -102,44 +152,32 @@ class Intervention:
         """
         return dataclasses.replace(self, active=active)
 
-    def apply(self, x, name: str):
+    def apply(self, x, name: str, axes: tuple[str, ...] | None = None):
         if self.active is None:
-            return self._apply(x, name)
-        return jnp.where(jnp.asarray(self.active, bool), self._apply(x, name), x)
+            return self._apply(x, name, axes)
+        return jnp.where(jnp.asarray(self.active, bool), self._apply(x, name, axes), x)
 
-    def _apply(self, x, name: str):
-        axes = _hooks.site_axes(name)
+    def _apply(self, x, name: str, axes):
         sel = self.selection(x.shape, axes)
-        if self.op == "steer":
-            delta = jnp.asarray(self.scale, jnp.float32) * jnp.asarray(self.value, jnp.float32)
-            if sel is not None:
-                delta = delta * jnp.asarray(sel, jnp.float32)
-            return (x + delta).astype(x.dtype)
-        if self.op in ("patch", "clamp"):
-            new = jnp.asarray(self.value)
-        elif self.op == "ablate":
-            if self.method == "zero":
-                new = jnp.zeros((), x.dtype)
-            elif self.value is not None:
-                new = jnp.asarray(self.value)
-            else:  # mean over the batch of this very forward pass
-                new = jnp.mean(x.astype(jnp.float32), axis=0, keepdims=True)
-        elif self.op == "fn":
-            new = self.fn(x) if self.value is None else self.fn(x, self.value)
-        else:  # pragma: no cover - constructors only build known ops
-            raise ValueError(f"unknown op {self.op!r}")
-        new = jnp.broadcast_to(new, x.shape).astype(x.dtype)
+        new = jnp.broadcast_to(OPS[self.op](self, x), x.shape).astype(x.dtype)
         if sel is None:
             return new
         if sel.dtype == jnp.bool_:
             return jnp.where(sel, new, x)
-        sel = sel.astype(x.dtype)
-        return x + sel * (new - x)
+        # float masks blend x + m (new - x); where m is 0 or 1 the result is exactly x or
+        # new, so -inf entries (masked attention scores) stay -inf instead of turning NaN.
+        m = sel.astype(x.dtype)
+        mixed = x + m * (new - x)
+        return jnp.where(m == 0, x, jnp.where(m == 1, new, mixed))
 
     # -- host-side validation -----------------------------------------------------------------
 
-    def validate(self, site_shapes: dict[str, tuple[int, ...]]) -> None:
-        """Raises ValueError naming the problem if this cannot apply to the model's sites."""
+    def validate(self, site_shapes: dict[str, tuple[int, ...]], site_axes=None) -> None:
+        """Raises ValueError naming the problem if this cannot apply to the model's sites.
+
+        `site_axes`: site name -> declared axes (from `mj.site_axes`); None = unknown.
+        """
+        site_axes = site_axes or {}
         names = [n for n in site_shapes if _hooks.matches(self.site, n)]
         if not names:
             near = _hooks.closest(self.site, site_shapes)
@@ -150,7 +188,7 @@ class Intervention:
             )
         for name in names:
             shape = tuple(site_shapes[name])
-            axes = _hooks.site_axes(name)
+            axes = site_axes.get(name)
             what = f"{self.op} at {name!r} (shape {shape}, axes {axes})"
             for idx, mask, kind in (
                 (self.head_idx, self.head_mask, "head"),
@@ -204,7 +242,12 @@ def _broadcasts_to(vshape, shape) -> bool:
         return False
 
 
-def _selection_axis(kind: str, axes: tuple[str, ...], site: str) -> int:
+def _selection_axis(kind: str, axes: tuple[str, ...] | None, site: str) -> int:
+    if axes is None:
+        raise ValueError(
+            f"site {site!r} declares no axes, so {kind}= selections cannot address it; "
+            f"declare them where the site is defined: hooks(name, x, axes)."
+        )
     if kind == "neuron":
         if axes[-1] in ("one", "k_pos"):
             raise ValueError(f"site {site!r} has no neuron axis (its axes are {axes}).")
@@ -310,10 +353,87 @@ def hook(
     return _build(site, "fn", fn=fn, value=value, heads=heads, positions=positions, neurons=neurons)
 
 
-def validate_all(interventions, site_shapes) -> None:
+def validate_all(interventions, site_shapes, site_axes=None) -> None:
     for iv in interventions:
         if not isinstance(iv, Intervention):
             raise TypeError(
-                f"interventions must be built with mj.patch/clamp/ablate/steer/hook, got {type(iv).__name__}"
+                "interventions must be built with mj.patch/clamp/ablate/steer/hook/from_batch/"
+                f"two_pass, got {type(iv).__name__}"
             )
-        iv.validate(site_shapes)
+        iv.validate(site_shapes, site_axes)
+
+
+# -- interventions resolved inside the forward pass --------------------------------------------
+
+
+@jax.tree_util.register_dataclass
+@dataclasses.dataclass(frozen=True)
+class FromBatch:
+    """Interventions built from the batch: `make(batch, value) -> sequence of interventions`."""
+
+    make: Callable = dataclasses.field(metadata=dict(static=True))
+    value: Any = None
+
+
+@jax.tree_util.register_dataclass
+@dataclasses.dataclass(frozen=True)
+class TwoPass:
+    """Interventions built from a probe pass: `make(cache, batch, value) -> interventions`."""
+
+    sites: tuple = dataclasses.field(metadata=dict(static=True))
+    make: Callable = dataclasses.field(metadata=dict(static=True))
+    probe: tuple = ()
+    value: Any = None
+
+
+def from_batch(make: Callable, value=None) -> FromBatch:
+    """Interventions whose values depend on the batch, resolved inside `mj.run`.
+
+    `make(batch, value)` returns a sequence of interventions; `batch` is what `mj.run` got
+    as `batch=` (default: its `inputs`), e.g. a training batch dict holding the answer's
+    position. `make` is static (pass a stable function, e.g. a module-level one or a
+    `functools.partial`); `value` is a pytree of leaves (gates, head masks), so changing it
+    never recompiles. Expands in place: order relative to other interventions is kept.
+    """
+    if not callable(make):
+        raise TypeError(f"from_batch: make must be callable, got {make!r}")
+    return FromBatch(make, value)
+
+
+def two_pass(sites, make: Callable, probe=(), value=None) -> TwoPass:
+    """Interventions computed from a first ("probe") forward pass of the same parameters.
+
+    Inside `mj.run`, the probe pass runs on the same inputs with the `probe` interventions
+    and caches `sites` (names); then `make(cache, batch, value)` returns the interventions
+    applied in the real pass, in this entry's place. Gradients flow through both passes
+    (as in Singh et al. 2024's pattern- and value-preserving ablations).
+    """
+    if isinstance(sites, str):
+        sites = (sites,)
+    sites = tuple(sites)
+    if not sites or not all(isinstance(s, str) for s in sites):
+        raise TypeError(f"two_pass: sites must be site names, got {sites!r}")
+    if not callable(make):
+        raise TypeError(f"two_pass: make must be callable, got {make!r}")
+    return TwoPass(sites, make, tuple(probe), value)
+
+
+def needs_resolution(interventions) -> bool:
+    return any(isinstance(iv, (FromBatch, TwoPass)) for iv in interventions)
+
+
+def resolve(interventions, batch, probe_fn) -> tuple:
+    """Expands `FromBatch` / `TwoPass` entries in place (traced), recursively.
+
+    `probe_fn(interventions, sites) -> cache` runs the probe forward pass.
+    """
+    out = []
+    for iv in interventions:
+        if isinstance(iv, FromBatch):
+            out += resolve(tuple(iv.make(batch, iv.value)), batch, probe_fn)
+        elif isinstance(iv, TwoPass):
+            cache = probe_fn(resolve(iv.probe, batch, probe_fn), iv.sites)
+            out += resolve(tuple(iv.make(cache, batch, iv.value)), batch, probe_fn)
+        else:
+            out.append(iv)
+    return tuple(out)

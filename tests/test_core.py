@@ -474,9 +474,8 @@ def test_any_head_module_replaces_the_unembedding():
         @nn.compact
         def __call__(self, resid, hooks=mj.hooks.NO_HOOKS):
             out = nn.Dense(2, name="proj")(resid[:, -1])  # [batch, 2]
-            return hooks("head.hook_out", out)
+            return hooks("head.hook_out", out, ("batch", "class"))
 
-    mj.register_site_axes("hook_out", ("batch", "d_vocab"))
     cfg = mj.TransformerConfig.from_variant("attn-only-2l")
     model = mj.Transformer(cfg, head=TwoWayHead())
     params = mj.init(model, jax.random.key(0))

@@ -2,11 +2,12 @@
 
 Every clamp is built from `mj.clamp` / `mj.ablate` / `mj.patch` / `mj.hook`, gated per model
 by leaves of its condition pytree (`cond`), so models with different clamps train as ONE
-vmapped program. Two helpers extend plain interventions where the paper needs more:
+vmapped program. Where the paper needs more than a fixed value, the library's two resolved
+kinds are used:
 
-* `Deferred`: an intervention whose value depends on the batch (e.g. "attend to the correct
-  label", which moves between positions 1 and 3). Resolved with the batch inside the loss.
-* `TwoPass`: an intervention whose value comes from a first ("probe") forward pass of the
+* `mj.from_batch`: interventions whose value depends on the batch (e.g. "attend to the
+  correct label", which moves between positions 1 and 3);
+* `mj.two_pass`: interventions whose value comes from a first ("probe") forward pass of the
   same parameters (pattern/value preservation, the layer-1 clamp, perfect copy). Gradients
   flow through both passes, as in the paper.
 
@@ -32,8 +33,6 @@ from __future__ import annotations
 
 import dataclasses
 import functools
-from collections.abc import Callable
-from typing import Any
 
 import jax
 import jax.numpy as jnp
@@ -58,56 +57,11 @@ FLAGS = ("l1", "preserve_patterns", "preserve_values", "graft")
 NEVER = np.iinfo(np.int32).max
 
 
-@jax.tree_util.register_dataclass
-@dataclasses.dataclass(frozen=True)
-class Deferred:
-    """Interventions that need the batch: `make(batch, value) -> tuple of interventions`."""
-
-    make: Callable = dataclasses.field(metadata=dict(static=True))
-    value: Any = None
-
-    def resolve(self, batch) -> tuple:
-        return tuple(self.make(batch, self.value))
-
-
-@jax.tree_util.register_dataclass
-@dataclasses.dataclass(frozen=True)
-class TwoPass:
-    """Interventions computed from a probe pass of the same parameters.
-
-    The probe runs with `probe` interventions and caches `sites`; then
-    `make(cache, batch, value) -> tuple of interventions` gives the ones applied in the real
-    pass (before the plain interventions, so those override them where both act).
-    """
-
-    sites: tuple = dataclasses.field(metadata=dict(static=True))
-    make: Callable = dataclasses.field(metadata=dict(static=True))
-    probe: tuple = ()
-    value: Any = None
-
-
-def _resolve(ivs, batch):
-    plain, two = [], []
-    for iv in ivs:
-        if isinstance(iv, Deferred):
-            p, t = _resolve(iv.resolve(batch), batch)
-            plain += p
-            two += t
-        elif isinstance(iv, TwoPass):
-            two.append(iv)
-        else:
-            plain.append(iv)
-    return plain, two
-
-
 def forward(model, params, batch, interventions=(), cache=None):
-    """`mj.run` on `batch["inputs"]` that also resolves `Deferred` and `TwoPass` entries."""
-    plain, two = _resolve(interventions, batch)
-    pre = []
-    for tp in two:
-        _, probe_cache = forward(model, params, batch, tp.probe, cache=tp.sites)
-        pre += list(tp.make(probe_cache, batch, tp.value))
-    return mj.run(model, params, batch["inputs"], cache=cache, interventions=tuple(pre + plain))
+    """`mj.run` on `batch["inputs"]`; `mj.from_batch` / `mj.two_pass` entries read `batch`."""
+    return mj.run(
+        model, params, batch["inputs"], cache=cache, interventions=interventions, batch=batch
+    )
 
 
 # -- parsing ---------------------------------------------------------------------------------
@@ -277,7 +231,7 @@ jax.tree_util.register_static(_Static)
 
 
 def make_interventions(conds, n_layers: int, d_vocab: int, graft=None):
-    """Builds `interventions(cond, step, batch=None)` for models whose conds are `conds`.
+    """Builds `interventions(cond, step)` for models whose conds are `conds`.
 
     Only the clamp kinds some model uses are built (static structure); per-model values and
     gates are leaves of `cond`. `graft` = (model, params, layer) of the run to graft from.
@@ -294,7 +248,7 @@ def make_interventions(conds, n_layers: int, d_vocab: int, graft=None):
         def graft_fn(batch, value):
             return _graft_ivs(batch, value, graft)
 
-    def interventions(cond, step, batch=None):
+    def interventions(cond, step):
         window = (step >= cond["start"]) & (step < cond["end"])
         ivs = []
         if needs_two:
@@ -322,27 +276,25 @@ def make_interventions(conds, n_layers: int, d_vocab: int, graft=None):
                 "copy": cond["copy"],
                 "window": window,
             }
-            ivs.append(TwoPass(tuple(dict.fromkeys(sites)), _two_pass_make, probe, value))
+            ivs.append(mj.two_pass(tuple(dict.fromkeys(sites)), _two_pass_make, probe, value))
             if want["l1"]:
                 # the real pass: layer-1 output := the embedding (attn_out of layer 1 is zero)
                 ivs.append(mj.ablate("blocks.0.hook_attn_out").when(cond["l1"] & window))
         for layer in want["prev_token"]:
             make = functools.partial(_prev_token_ivs, layer=layer)
-            ivs.append(Deferred(make, (cond["prev_token"][layer], window)))
+            ivs.append(mj.from_batch(make, (cond["prev_token"][layer], window)))
         if want["match"]:
             make = functools.partial(_match_ivs, layers=want["match"])
-            ivs.append(Deferred(make, (tuple(cond["match"][i] for i in want["match"]), window)))
+            ivs.append(
+                mj.from_batch(make, (tuple(cond["match"][i] for i in want["match"]), window))
+            )
         for layer in want["ablate"]:
             ivs.append(
                 mj.ablate(f"blocks.{layer}.attn.hook_v", heads=cond["ablate"][layer]).when(window)
             )
         if want["graft"]:
-            ivs.append(Deferred(graft_fn, cond["graft"] & window))
-        ivs = tuple(ivs)
-        if batch is not None:
-            plain, two = _resolve(ivs, batch)
-            return tuple(two) + tuple(plain)
-        return ivs
+            ivs.append(mj.from_batch(graft_fn, cond["graft"] & window))
+        return tuple(ivs)
 
     return interventions
 

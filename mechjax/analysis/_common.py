@@ -6,10 +6,20 @@ import jax.numpy as jnp
 import numpy as np
 
 from mechjax import hooks as _hooks
-from mechjax.run import _check_inputs, _variables, site_shapes
+from mechjax.models.protocol import is_model
+from mechjax.run import _variables, as_arrays, check_inputs, site_info, site_shapes
 
-check_inputs = _check_inputs  # host-side input validation of mj.run, shared by the analyses
-__all__ = ["Static", "check_inputs", "forward_from", "full_forward", "site_shapes", "split_metric"]
+__all__ = [
+    "Static",
+    "as_arrays",
+    "check_inputs",
+    "forward_from",
+    "full_forward",
+    "resume",
+    "site_info",
+    "site_shapes",
+    "split_metric",
+]
 
 
 class Static:
@@ -53,6 +63,38 @@ def forward_from(
     return logits, ctx.cache
 
 
+def resume(
+    model,
+    params,
+    inputs,
+    stack,
+    layer,
+    state,
+    interventions=(),
+    *,
+    cache=None,
+    attention_mask=None,
+    positions=None,
+):
+    """Traced partial forward through the protocol: everything from `stack` layer `layer` on.
+
+    `state` holds the values of `model.resume_sites(stack, layer)`. Returns `(output, cache)`.
+    """
+    ctx = _hooks.HookContext(interventions, _hooks.normalize_cache_spec(cache))
+    out = model.apply(
+        variables(params),
+        inputs,
+        state,
+        ctx,
+        attention_mask,
+        stack=stack,
+        layer=layer,
+        positions=positions,
+        method="resume",
+    )
+    return out, ctx.cache
+
+
 def full_forward(model, params, inputs, interventions=(), *, cache=None, attention_mask=None):
     """Traced full forward with the given interventions; `(logits, cache)`."""
     ctx = _hooks.HookContext(interventions, _hooks.normalize_cache_spec(cache))
@@ -79,10 +121,25 @@ def n_pos_of(inputs) -> int:
 
 
 def check_model(model, what: str):
-    cfg = getattr(model, "cfg", None)
-    if cfg is None or not hasattr(model, "forward_from"):
-        raise TypeError(f"{what}: expected a mj.Transformer, got {type(model).__name__}")
-    return cfg
+    """The model's config, after checking it implements the protocol (`mechjax.models`)."""
+    if not is_model(model):
+        raise TypeError(
+            f"{what}: {type(model).__name__} does not implement the mechjax model protocol "
+            f"(check_inputs, example_inputs, layer_stacks, resume_sites, resume; see "
+            f"mechjax.models)."
+        )
+    return getattr(model, "cfg", None)
+
+
+def stack_and_layer(model, site: str, what: str):
+    """(Stack, layer) of a layer site like `decoder.blocks.2.cross_attn.hook_z`."""
+    found = model.stack_of(site)
+    if found is None:
+        raise ValueError(
+            f"{what}: {site!r} is not inside a layer stack of this model "
+            f"(stacks: {[s.prefix for s in model.layer_stacks()]})."
+        )
+    return found
 
 
 def check_cache(cache, names, what: str, shapes=None):

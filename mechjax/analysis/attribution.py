@@ -23,7 +23,7 @@ import numpy as np
 
 from mechjax import hooks as _hooks
 from mechjax.analysis import _common
-from mechjax.analysis.patching import SITES, _axis_of, _map
+from mechjax.analysis.patching import _axis_of, _map, site_template
 from mechjax.interventions import Intervention
 
 
@@ -139,11 +139,7 @@ def attribute(
     """
     what = "attribute"
     cfg = _common.check_model(model, what)
-    template = SITES.get(site, site)
-    if "{}" not in template:
-        raise ValueError(
-            f"{what}: site must be one of {sorted(SITES)} or a template with '{{}}', got {site!r}"
-        )
+    template, _ = site_template(model, site, None, what)
     if ig_steps is not None and (not isinstance(ig_steps, int) or ig_steps < 1):
         raise ValueError(f"{what}: ig_steps must be None or a positive int, got {ig_steps!r}")
     layers = tuple(range(cfg.n_layers)) if layers is None else tuple(int(i) for i in layers)
@@ -157,7 +153,10 @@ def attribute(
         )
     needed = list(names) + (["blocks.0.hook_resid_pre"] if ig_steps else [])
     _common.check_cache(clean_cache, needed, what, shapes)
-    index_axes = tuple(tuple(_axis_of(ix, _hooks.site_axes(n), n) for ix in index) for n in names)
+    axes_of = {
+        k: a for k, (_, a) in _common.site_info(model, corrupted_tokens, attention_mask).items()
+    }
+    index_axes = tuple(tuple(_axis_of(ix, axes_of[n], n) for ix in index) for n in names)
     clean_resid0 = clean_cache["blocks.0.hook_resid_pre"] if ig_steps else None
     return _attribute(
         params,

@@ -6,9 +6,13 @@ corrupted run at one selection (layer x head / position ...) at a time and
 returns `metric(logits)` for every selection, with the same semantics and output
 layout as the TransformerLens function named in its docstring.
 
+Works on every model family through the model protocol (`mechjax.models`): the
+site names any layer stack (`blocks`, `encoder.blocks`, `decoder.blocks`; e.g.
+`site="cross_z", stack="decoder.blocks"` sweeps cross-attention heads).
+
 How it runs: one jitted program per call signature. The corrupted run's
-`blocks.{L}.hook_resid_pre` is computed once; the patched forwards for layer L
-start there (layers < L cannot change). Selections are one-hot masks built from
+`model.resume_sites(stack, L)` (e.g. `blocks.{L}.hook_resid_pre`) are computed once;
+the patched forwards for layer L start there (layers < L cannot change). Selections are one-hot masks built from
 a candidate index inside the program, so a whole layer's sweep is a `vmap`
 (chunked with `jax.lax.map(..., batch_size=chunk_size)` to bound memory).
 Metrics from `mechjax.analysis.metrics` (e.g. `logit_diff`) also let the sweep
@@ -30,20 +34,47 @@ from mechjax.interventions import Intervention
 # Sweep axis names -> the site axes they select.
 _INDEX_AXES = {"head": ("head", "kv_head"), "pos": ("pos", "q_pos"), "k_pos": ("k_pos",)}
 
+# Short names -> the site inside a block (relative to `{stack}.{layer}.`).
 SITES = {
-    "resid_pre": "blocks.{}.hook_resid_pre",
-    "resid_mid": "blocks.{}.hook_resid_mid",
-    "resid_post": "blocks.{}.hook_resid_post",
-    "attn_out": "blocks.{}.hook_attn_out",
-    "mlp_out": "blocks.{}.hook_mlp_out",
-    "z": "blocks.{}.attn.hook_z",
-    "q": "blocks.{}.attn.hook_q",
-    "k": "blocks.{}.attn.hook_k",
-    "v": "blocks.{}.attn.hook_v",
-    "pattern": "blocks.{}.attn.hook_pattern",
-    "result": "blocks.{}.attn.hook_result",
-    "mlp_post": "blocks.{}.mlp.hook_post",
+    "resid_pre": "hook_resid_pre",
+    "resid_mid": "hook_resid_mid",
+    "resid_post": "hook_resid_post",
+    "attn_out": "hook_attn_out",
+    "mlp_out": "hook_mlp_out",
+    "z": "attn.hook_z",
+    "q": "attn.hook_q",
+    "k": "attn.hook_k",
+    "v": "attn.hook_v",
+    "pattern": "attn.hook_pattern",
+    "result": "attn.hook_result",
+    "mlp_post": "mlp.hook_post",
+    "cross_attn_out": "hook_cross_attn_out",
+    "cross_z": "cross_attn.hook_z",
+    "cross_q": "cross_attn.hook_q",
+    "cross_k": "cross_attn.hook_k",
+    "cross_v": "cross_attn.hook_v",
+    "cross_pattern": "cross_attn.hook_pattern",
+    "cross_result": "cross_attn.hook_result",
 }
+
+
+def site_template(model, site: str, stack: str | None = None, what: str = "patching"):
+    """(template with '{}' for the layer, Stack) for a short name or a template."""
+    stacks = model.layer_stacks()
+    if site in SITES:
+        if stack is None:
+            stack = stacks[-1].prefix  # the stack next to the readout
+        s = model.stack(stack)
+        return s.template(SITES[site]), s
+    if "{}" not in site:
+        raise ValueError(
+            f"{what}: site must be one of {sorted(SITES)} or a template containing '{{}}' for the "
+            f"layer (e.g. 'blocks.{{}}.attn.hook_z'), got {site!r}"
+        )
+    prefix = site.split(".{}", 1)[0]
+    if stack is not None and stack != prefix:
+        raise ValueError(f"{what}: template {site!r} is not in stack {stack!r}")
+    return site, model.stack(prefix)
 
 
 def _map(fn, xs, chunk_size):
@@ -53,6 +84,8 @@ def _map(fn, xs, chunk_size):
 
 
 def _axis_of(index_name, axes, site):
+    if axes is None:
+        raise ValueError(f"cannot sweep over {index_name!r} at {site!r}: it declares no axes")
     for i, a in enumerate(axes):
         if a in _INDEX_AXES[index_name]:
             return i
@@ -71,7 +104,8 @@ def _one_hot_mask(i, shape, index_axes):
 
 
 @functools.partial(
-    jax.jit, static_argnames=("model", "site", "index", "layers", "metric", "chunk_size")
+    jax.jit,
+    static_argnames=("model", "site", "stack", "index_axes", "layers", "metric", "chunk_size"),
 )
 def _sweep(
     params,
@@ -81,31 +115,33 @@ def _sweep(
     *,
     model,
     site,
-    index,
+    stack,
+    index_axes,
     layers,
     metric,
     chunk_size,
 ):
     fn, positions = _common.split_metric(metric.value)
+    need = tuple(dict.fromkeys(n for layer in layers for n in model.resume_sites(stack, layer)))
     _, corr = _common.full_forward(
-        model, params, corrupted, cache="blocks.*.hook_resid_pre", attention_mask=attention_mask
+        model, params, corrupted, cache=need, attention_mask=attention_mask
     )
     out = []
-    for layer, clean in zip(layers, clean_values):
+    for layer, clean, ax in zip(layers, clean_values, index_axes):
         name = site.format(layer)
-        axes = _hooks.site_axes(name)
-        index_axes = [_axis_of(ix, axes, name) for ix in index]
-        sizes = [clean.shape[a] for a in index_axes]
-        resid = corr[f"blocks.{layer}.hook_resid_pre"]  # [batch, pos, d_model]
+        sizes = [clean.shape[a] for a in ax]
+        state = {n: corr[n] for n in model.resume_sites(stack, layer)}
 
-        def one(i, name=name, clean=clean, index_axes=index_axes, resid=resid, layer=layer):
-            mask = _one_hot_mask(i, clean.shape, index_axes)
+        def one(i, name=name, clean=clean, ax=ax, state=state, layer=layer):
+            mask = _one_hot_mask(i, clean.shape, ax)
             iv = Intervention(site=name, op="clamp", value=clean, mask=mask)
-            logits, _ = _common.forward_from(
+            logits, _ = _common.resume(
                 model,
                 params,
+                corrupted,
+                stack,
                 layer,
-                resid,
+                state,
                 (iv,),
                 attention_mask=attention_mask,
                 positions=positions,
@@ -129,12 +165,15 @@ def activation_patch(
     layers=None,
     chunk_size: int | None = None,
     attention_mask=None,
+    stack: str | None = None,
 ):
     """Generic patching sweep: patch clean `site` of each layer, one selection at a time.
 
     Args:
-      site: a key of `SITES` ("z", "resid_pre", "pattern", ...) or a template like
-        `"blocks.{}.attn.hook_z"`.
+      site: a key of `SITES` ("z", "resid_pre", "pattern", "cross_z", ...) or a template like
+        `"blocks.{}.attn.hook_z"` / `"decoder.blocks.{}.cross_attn.hook_z"`.
+      stack: the layer stack a short site name refers to (default: the model's last stack,
+        e.g. `blocks`, or `decoder.blocks` of an encoder-decoder).
       index: the axes swept, in output order: names from "head", "pos" (q_pos for
         patterns/scores), "k_pos". () patches the whole site per layer.
       layers: layers to sweep (default all).
@@ -145,13 +184,8 @@ def activation_patch(
       `[n_layers (or len(layers)), *sizes of index]` (times the metric's own shape).
     """
     what = "activation_patch"
-    cfg = _common.check_model(model, what)
-    template = SITES.get(site, site)
-    if "{}" not in template:
-        raise ValueError(
-            f"{what}: site must be one of {sorted(SITES)} or a template containing '{{}}' for the "
-            f"layer (e.g. 'blocks.{{}}.attn.hook_z'), got {site!r}"
-        )
+    _common.check_model(model, what)
+    template, st = site_template(model, site, stack, what)
     for ix in index:
         if ix not in _INDEX_AXES:
             raise ValueError(f"{what}: index entries must be in {sorted(_INDEX_AXES)}, got {ix!r}")
@@ -161,22 +195,21 @@ def activation_patch(
         raise TypeError(f"{what}: metric must be a function logits -> scalar, got {metric!r}")
     if chunk_size is not None and (not isinstance(chunk_size, int) or chunk_size < 1):
         raise ValueError(f"{what}: chunk_size must be a positive int or None, got {chunk_size!r}")
-    layers = tuple(range(cfg.n_layers)) if layers is None else tuple(int(i) for i in layers)
-    bad = [i for i in layers if not 0 <= i < cfg.n_layers]
+    layers = tuple(range(st.n_layers)) if layers is None else tuple(int(i) for i in layers)
+    bad = [i for i in layers if not 0 <= i < st.n_layers]
     if bad:
-        raise ValueError(f"{what}: layers {bad} out of range 0..{cfg.n_layers - 1}")
-    _common.check_inputs(model, corrupted_tokens)
-    shapes = _common.site_shapes(model, corrupted_tokens, attention_mask)
+        raise ValueError(f"{what}: layers {bad} out of range 0..{st.n_layers - 1}")
+    corrupted_tokens = _common.as_arrays(corrupted_tokens)
+    _common.check_inputs(model, corrupted_tokens, attention_mask)
+    info = _common.site_info(model, corrupted_tokens, attention_mask)
+    shapes = {k: v[0] for k, v in info.items()}
     names = [template.format(i) for i in layers]
     unknown = [n for n in names if n not in shapes]
     if unknown:
         near = _hooks.closest(unknown[0], shapes)
         raise ValueError(f"{what}: {unknown[0]!r} is not a site of this model; closest: {near}")
     _common.check_cache(clean_cache, names, what, shapes)
-    for n in names:
-        axes = _hooks.site_axes(n)
-        for ix in index:
-            _axis_of(ix, axes, n)
+    index_axes = tuple(tuple(_axis_of(ix, info[n][1], n) for ix in index) for n in names)
     clean_values = tuple(jnp.asarray(clean_cache[n]) for n in names)
     return _sweep(
         params,
@@ -185,7 +218,8 @@ def activation_patch(
         attention_mask,
         model=model,
         site=template,
-        index=tuple(index),
+        stack=st.prefix,
+        index_axes=index_axes,
         layers=layers,
         metric=_common.Static(metric),
         chunk_size=chunk_size,

@@ -107,8 +107,7 @@ def _path_sweep(
     return jnp.stack(out)
 
 
-def _receiver_mask(name, shape, heads, positions):
-    axes = _hooks.site_axes(name)
+def _receiver_mask(name, shape, axes, heads, positions):
     m = np.ones([1] + list(shape[1:]), bool)
     for sel, kind in ((heads, "head"), (positions, "pos")):
         if sel is None:
@@ -160,7 +159,9 @@ def path_patch(
         raise ValueError(
             f"{what}: clean {np.shape(clean_tokens)} and corrupted {np.shape(corrupted_tokens)} shapes differ"
         )
-    shapes = _common.site_shapes(model, clean_tokens, attention_mask)
+    info = _common.site_info(model, clean_tokens, attention_mask)
+    shapes = {k: v[0] for k, v in info.items()}
+    axes_of = {k: v[1] for k, v in info.items()}
     recs = []
     for r in receivers if not isinstance(receivers, str) else [receivers]:
         site, heads, pos = (
@@ -170,7 +171,7 @@ def path_patch(
             raise ValueError(
                 f"{what}: receiver {site!r} is not a blocks.* site; closest: {_hooks.closest(site, shapes)}"
             )
-        recs.append((site, _receiver_mask(site, shapes[site], heads, pos)))
+        recs.append((site, _receiver_mask(site, shapes[site], axes_of[site], heads, pos)))
     if not recs:
         raise ValueError(f"{what}: give at least one receiver")
     last = max(_layer_of(n) for n, _ in recs)

@@ -15,13 +15,20 @@ import jax
 import jax.numpy as jnp
 
 from mechjax.hooks import NO_HOOKS
+from mechjax.models import axes as A
 from mechjax.models.config import TransformerConfig
+from mechjax.models.protocol import HookedModel, Readout, Stack
 
 _DT = {"float32": jnp.float32, "bfloat16": jnp.bfloat16, "float16": jnp.float16}
 
 
 def dtype_of(name: str):
     return _DT[name]
+
+
+def _resid_axes(x):
+    """RESID for `[batch, pos, d_model]`, POOLED for `[batch, d_model]`."""
+    return A.RESID if x.ndim == 3 else A.POOLED
 
 
 def activation(name: str):
@@ -51,8 +58,10 @@ class Norm(nn.Module):
             b = self.param("b", nn.initializers.zeros, (self.d_model,), self.param_dtype)
             x32 = x32 - x32.mean(-1, keepdims=True)
         scale = jnp.sqrt((x32**2).mean(-1, keepdims=True) + self.eps)  # [batch, pos, 1]
-        scale = hooks(f"{self.prefix}.hook_scale", scale)
-        out = hooks(f"{self.prefix}.hook_normalized", x32 / scale)  # [batch, pos, d_model]
+        scale = hooks(f"{self.prefix}.hook_scale", scale, A.SCALE[: scale.ndim - 1] + ("one",))
+        out = hooks(
+            f"{self.prefix}.hook_normalized", x32 / scale, _resid_axes(x32)
+        )  # [batch, pos, d_model]
         out = out * w.astype(jnp.float32)
         if self.kind == "LN":
             out = out + b.astype(jnp.float32)
@@ -93,8 +102,11 @@ class Attention(nn.Module):
     param_dtype: Any = jnp.float32
 
     @nn.compact
-    def __call__(self, x, hooks=NO_HOOKS, attention_mask=None):
+    def __call__(self, x, hooks=NO_HOOKS, attention_mask=None, kv=None):
+        """x: queries' stream `[batch, q_pos, d_model]`; kv: keys'/values' stream
+        `[batch, k_pos, d_model]` for cross-attention (None: self-attention on x)."""
         p, H, K, E, D = self.prefix, self.n_heads, self.n_kv_heads, self.d_head, self.d_model
+        src = x if kv is None else kv
         init = nn.initializers.normal(self.init_range)
         pd, dt = self.param_dtype, self.dtype
         W_Q = self.param("W_Q", init, (H, D, E), pd).astype(dt)
@@ -102,18 +114,19 @@ class Attention(nn.Module):
         W_V = self.param("W_V", init, (K, D, E), pd).astype(dt)
         W_O = self.param("W_O", init, (H, E, D), pd).astype(dt)
         q = jnp.einsum("bpd,hde->bphe", x, W_Q)  # [batch, pos, head, d_head]
-        k = jnp.einsum("bpd,hde->bphe", x, W_K)  # [batch, pos, kv_head, d_head]
-        v = jnp.einsum("bpd,hde->bphe", x, W_V)  # [batch, pos, kv_head, d_head]
+        k = jnp.einsum("bpd,hde->bphe", src, W_K)  # [batch, k_pos, kv_head, d_head]
+        v = jnp.einsum("bpd,hde->bphe", src, W_V)  # [batch, k_pos, kv_head, d_head]
         if self.use_bias:
             zeros = nn.initializers.zeros
             q = q + self.param("b_Q", zeros, (H, E), pd).astype(dt)
             k = k + self.param("b_K", zeros, (K, E), pd).astype(dt)
             v = v + self.param("b_V", zeros, (K, E), pd).astype(dt)
             b_O = self.param("b_O", zeros, (D,), pd).astype(dt)
-        q, k, v = hooks(f"{p}.hook_q", q), hooks(f"{p}.hook_k", k), hooks(f"{p}.hook_v", v)
+        q = hooks(f"{p}.hook_q", q, A.Q)
+        k, v = hooks(f"{p}.hook_k", k, A.KV), hooks(f"{p}.hook_v", v, A.KV)
         if self.rotary_dim:
-            q = hooks(f"{p}.hook_rot_q", rotary(q, self.rotary_dim, self.rotary_base))
-            k = hooks(f"{p}.hook_rot_k", rotary(k, self.rotary_dim, self.rotary_base))
+            q = hooks(f"{p}.hook_rot_q", rotary(q, self.rotary_dim, self.rotary_base), A.Q)
+            k = hooks(f"{p}.hook_rot_k", rotary(k, self.rotary_dim, self.rotary_base), A.KV)
         if K != H:  # GQA: each kv head serves H // K consecutive query heads
             k = jnp.repeat(k, H // K, axis=2)  # [batch, pos, head, d_head]
             v = jnp.repeat(v, H // K, axis=2)
@@ -129,16 +142,18 @@ class Attention(nn.Module):
             allowed = keys if allowed is None else allowed & keys
         if allowed is not None:
             scores = jnp.where(allowed, scores, -jnp.inf)
-        scores = hooks(f"{p}.hook_attn_scores", scores)
+        scores = hooks(f"{p}.hook_attn_scores", scores, A.PATTERN)
         pattern = jax.nn.softmax(scores, axis=-1)
         if attention_mask is not None:  # a padded query row may have every key masked
             pattern = jnp.where(jnp.isnan(pattern), 0.0, pattern)
-        pattern = hooks(f"{p}.hook_pattern", pattern.astype(dt))  # [batch, head, q_pos, k_pos]
+        pattern = hooks(
+            f"{p}.hook_pattern", pattern.astype(dt), A.PATTERN
+        )  # [batch, head, q_pos, k_pos]
         z = jnp.einsum("bhqk,bkhe->bqhe", pattern, v)
-        z = hooks(f"{p}.hook_z", z)  # [batch, pos, head, d_head]
+        z = hooks(f"{p}.hook_z", z, A.Z)  # [batch, pos, head, d_head]
         if hooks.active(f"{p}.hook_result"):
             result = jnp.einsum("bqhe,hed->bqhd", z, W_O)  # [batch, pos, head, d_model]
-            out = hooks(f"{p}.hook_result", result).sum(axis=2)
+            out = hooks(f"{p}.hook_result", result, A.RESULT).sum(axis=2)
         else:
             out = jnp.einsum("bqhe,hed->bqd", z, W_O)  # [batch, pos, d_model]
         if self.use_bias:
@@ -173,15 +188,15 @@ class MLP(nn.Module):
             if self.use_bias:  # HF Llama's mlp_bias puts a bias on gate, up and down
                 pre = pre + self.param("b_gate", zeros, (self.d_mlp,), pd).astype(dt)
                 lin = lin + self.param("b_in", zeros, (self.d_mlp,), pd).astype(dt)
-            pre = hooks(f"{p}.hook_pre", pre)
-            lin = hooks(f"{p}.hook_pre_linear", lin)
+            pre = hooks(f"{p}.hook_pre", pre, A.NEURONS)
+            lin = hooks(f"{p}.hook_pre_linear", lin, A.NEURONS)
             post = act(pre) * lin
         else:
             pre = x @ W_in
             if self.use_bias:
                 pre = pre + self.param("b_in", zeros, (self.d_mlp,), pd).astype(dt)
-            post = act(hooks(f"{p}.hook_pre", pre))
-        post = hooks(f"{p}.hook_post", post)  # [batch, pos, d_mlp]
+            post = act(hooks(f"{p}.hook_pre", pre, A.NEURONS))
+        post = hooks(f"{p}.hook_post", post, A.NEURONS)  # [batch, pos, d_mlp]
         out = post @ W_out
         if self.use_bias:
             out = out + self.param("b_out", zeros, (self.d_model,), pd).astype(dt)
@@ -189,13 +204,26 @@ class MLP(nn.Module):
 
 
 class TransformerBlock(nn.Module):
-    """Pre-norm block: resid_pre -> (+attn) resid_mid -> (+mlp) resid_post."""
+    """Pre-norm block: resid_pre -> (+attn) resid_mid -> (+mlp) resid_post.
 
-    cfg: TransformerConfig
+    `cfg` is any config with the block fields of `TransformerConfig` (d_model, n_heads,
+    kv_heads, head_dim, mlp_dim, act_fn, normalization_type, eps, attn_only, gated_mlp,
+    parallel_attn_mlp, attn_bias, mlp_bias, positional_embedding_type, rot_dim,
+    rotary_base, causal, init_range, dtype, param_dtype): every family (decoder LMs, ViT,
+    the encoder of an encoder-decoder) builds its stack from this one block. Its sites live
+    under `prefix` (default `blocks.{layer}`).
+    """
+
+    cfg: Any
     layer: int
+    prefix: str | None = None
+
+    @property
+    def site_prefix(self) -> str:
+        return self.prefix if self.prefix is not None else f"blocks.{self.layer}"
 
     def setup(self):
-        c, p = self.cfg, f"blocks.{self.layer}"
+        c, p = self.cfg, self.site_prefix
         dt, pd = dtype_of(c.dtype), dtype_of(c.param_dtype)
         if c.normalization_type is not None:
             self.ln1 = Norm(c.normalization_type, c.d_model, c.eps, f"{p}.ln1", dt, pd)
@@ -233,22 +261,38 @@ class TransformerBlock(nn.Module):
         return x if self.cfg.normalization_type is None else getattr(self, which)(x, hooks)
 
     def __call__(self, resid, hooks=NO_HOOKS, attention_mask=None):
-        c, p = self.cfg, f"blocks.{self.layer}"
-        resid = hooks(f"{p}.hook_resid_pre", resid)  # [batch, pos, d_model]
-        attn_out = hooks(
-            f"{p}.hook_attn_out", self.attn(self._norm("ln1", resid, hooks), hooks, attention_mask)
-        )
+        c, p, R = self.cfg, self.site_prefix, A.RESID
+        resid = hooks(f"{p}.hook_resid_pre", resid, R)  # [batch, pos, d_model]
+        attn = self.attn(self._norm("ln1", resid, hooks), hooks, attention_mask)
+        attn_out = hooks(f"{p}.hook_attn_out", attn, R)
         if c.attn_only:
-            return hooks(f"{p}.hook_resid_post", resid + attn_out)
+            return hooks(f"{p}.hook_resid_post", resid + attn_out, R)
         if c.parallel_attn_mlp:
-            mlp_out = hooks(f"{p}.hook_mlp_out", self.mlp(self._norm("ln2", resid, hooks), hooks))
-            return hooks(f"{p}.hook_resid_post", resid + attn_out + mlp_out)
-        mid = hooks(f"{p}.hook_resid_mid", resid + attn_out)
-        mlp_out = hooks(f"{p}.hook_mlp_out", self.mlp(self._norm("ln2", mid, hooks), hooks))
-        return hooks(f"{p}.hook_resid_post", mid + mlp_out)
+            mlp = self.mlp(self._norm("ln2", resid, hooks), hooks)
+            mlp_out = hooks(f"{p}.hook_mlp_out", mlp, R)
+            return hooks(f"{p}.hook_resid_post", resid + attn_out + mlp_out, R)
+        mid = hooks(f"{p}.hook_resid_mid", resid + attn_out, R)
+        mlp_out = hooks(f"{p}.hook_mlp_out", self.mlp(self._norm("ln2", mid, hooks), hooks), R)
+        return hooks(f"{p}.hook_resid_post", mid + mlp_out, R)
 
 
-class Transformer(nn.Module):
+def block_stack(cfg, prefix: str = "blocks", cross_attn: bool = False) -> Stack:
+    """The `Stack` description of `cfg.n_layers` blocks under `prefix` (see the protocol)."""
+    return Stack(
+        prefix=prefix,
+        n_layers=cfg.n_layers,
+        n_heads=cfg.n_heads,
+        n_kv_heads=cfg.kv_heads,
+        d_model=cfg.d_model,
+        d_head=cfg.head_dim,
+        mlp=not cfg.attn_only,
+        parallel=bool(cfg.parallel_attn_mlp),
+        norm=cfg.normalization_type,
+        attn=("attn", "cross_attn") if cross_attn else ("attn",),
+    )
+
+
+class Transformer(nn.Module, HookedModel):
     """Decoder-only transformer with TransformerLens sites.
 
     Inputs (`__call__(inputs)`), one of:
@@ -284,6 +328,61 @@ class Transformer(nn.Module):
             if c.unembed_bias:
                 self.b_U = self.param("b_U", nn.initializers.zeros, (c.vocab_out,), pd)
 
+    # -- the model protocol (see mechjax.models) ----------------------------------------------
+
+    def check_inputs(self, inputs, attention_mask=None) -> None:
+        from mechjax.models.protocol import check_sequence_inputs
+
+        check_sequence_inputs(self.cfg, inputs, attention_mask)
+
+    def example_inputs(self):
+        if self.cfg.d_vocab > 0:
+            return jnp.zeros((1, 2), jnp.int32)
+        return jnp.zeros((1, 2, self.cfg.d_input), jnp.float32)
+
+    def layer_stacks(self) -> tuple[Stack, ...]:
+        return (block_stack(self.cfg),)
+
+    def resume_sites(self, stack: str, layer: int) -> tuple[str, ...]:
+        self.stack(stack)
+        return (f"blocks.{layer}.hook_resid_pre",)
+
+    def resume(
+        self,
+        inputs,
+        state,
+        hooks=NO_HOOKS,
+        attention_mask=None,
+        *,
+        stack="blocks",
+        layer=0,
+        positions=None,
+    ):
+        return self.forward_from(
+            state[f"blocks.{layer}.hook_resid_pre"], hooks, attention_mask, layer, positions
+        )
+
+    def readout(self) -> Readout:
+        c = self.cfg
+        norm = "ln_final" if c.normalization_type is not None and c.final_norm else None
+        return Readout(
+            stack="blocks",
+            norm=norm,
+            norm_type=c.normalization_type if norm else None,
+            pool=None,
+            site="hook_logits" if self.head is None else None,
+        )
+
+    def readout_weights(self, params):
+        p = params.get("params", params)
+        if self.head is not None:
+            return None
+        if self.cfg.tie_embeddings:
+            return jnp.asarray(p["W_E"]).T, None
+        return jnp.asarray(p["W_U"]), (jnp.asarray(p["b_U"]) if self.cfg.unembed_bias else None)
+
+    # -- forward ------------------------------------------------------------------------------
+
     def embed(self, inputs, hooks=NO_HOOKS):
         """Token and/or vector embedding plus learned positions -> resid `[batch, pos, d_model]`."""
         c, dt = self.cfg, dtype_of(self.cfg.dtype)
@@ -300,11 +399,11 @@ class Transformer(nn.Module):
         if vectors is not None:
             vec = vectors.astype(dt) @ self.W_vec.astype(dt) + self.b_vec.astype(dt)
             emb = vec if emb is None else jnp.where(is_vec[..., None], vec, emb)
-        emb = hooks("hook_embed", emb)
+        emb = hooks("hook_embed", emb, A.RESID)
         if c.positional_embedding_type == "standard":
             n = emb.shape[1]
             pos = jnp.broadcast_to(self.W_pos[:n].astype(dt)[None], emb.shape)
-            emb = emb + hooks("hook_pos_embed", pos)
+            emb = emb + hooks("hook_pos_embed", pos, A.RESID)
         return emb
 
     def __call__(self, inputs, hooks=NO_HOOKS, attention_mask=None):
@@ -339,4 +438,4 @@ class Transformer(nn.Module):
             logits = resid @ self.W_U.astype(resid.dtype)
             if self.cfg.unembed_bias:
                 logits = logits + self.b_U.astype(resid.dtype)
-        return hooks("hook_logits", logits)  # [batch, pos, d_vocab_out]
+        return hooks("hook_logits", logits, A.LOGITS)  # [batch, pos, d_vocab_out]
