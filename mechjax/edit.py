@@ -5,7 +5,7 @@ Every function is pure: it returns new flax variables `{"params": ...}` (or a ba
 dict, if that is what it was given) and never mutates its input. Head and layer indices are
 checked on the host, before any array work, and errors name what was wrong and what is valid.
 
-Layouts (TransformerLens names; see `mechjax.hooks` for the axis vocabulary):
+Layouts (TransformerLens names; see `mechjax.models.axes` for the axis vocabulary):
 `W_Q[head, d_model, d_head]`, `W_K / W_V[kv_head, d_model, d_head]`,
 `W_O[head, d_head, d_model]`, `W_in / W_gate[d_model, d_mlp]`, `W_out[d_mlp, d_model]`,
 `W_E[d_vocab, d_model]`, `W_U[d_model, d_vocab]`. Under grouped-query attention query head

@@ -14,7 +14,7 @@ Selections (``heads=``, ``positions=``, ``neurons=``) take either
   heads is then a ``vmap`` over masks instead of one compile per head.
   ``heads``: ``[head]``; ``positions``: ``[pos]`` or ``[batch, pos]``;
   ``neurons``: ``[last axis]``. Bool masks replace exactly; float masks blend
-  ``x + m * (new - x)`` (differentiable in ``m``).
+  ``(1 - m) x + m new`` (differentiable in ``m``; finite where ``x`` is ``-inf``).
 
 ``positions`` index the query axis for attention patterns/scores.
 
@@ -164,10 +164,10 @@ class Intervention:
             return new
         if sel.dtype == jnp.bool_:
             return jnp.where(sel, new, x)
-        # float masks blend x + m (new - x); where m is 0 or 1 the result is exactly x or
-        # new, so -inf entries (masked attention scores) stay -inf instead of turning NaN.
+        # float masks blend (1 - m) x + m new, exactly x or new where m is 0 or 1; written so
+        # that -inf entries (masked attention scores) stay -inf instead of turning NaN.
         m = sel.astype(x.dtype)
-        mixed = x + m * (new - x)
+        mixed = (1 - m) * x + m * new
         return jnp.where(m == 0, x, jnp.where(m == 1, new, mixed))
 
     # -- host-side validation -----------------------------------------------------------------
@@ -359,6 +359,11 @@ def validate_all(interventions, site_shapes, site_axes=None) -> None:
             raise TypeError(
                 "interventions must be built with mj.patch/clamp/ablate/steer/hook/from_batch/"
                 f"two_pass, got {type(iv).__name__}"
+            )
+        if iv.op not in OPS:
+            raise ValueError(
+                f"intervention at {iv.site!r}: unknown op {iv.op!r}; registered ops are "
+                f"{sorted(OPS)} (add one with mj.register_op)."
             )
         iv.validate(site_shapes, site_axes)
 

@@ -37,11 +37,9 @@ live under their own prefix (`draft_heads.{k}.*`); they call `hooks` with axes l
 block. No analysis names a family: a new architecture gets the toolkit by implementing
 the methods above (see `mj.Transformer`, `mj.ViT`, `mj.EncoderDecoder`).
 
-Axis vocabulary (`mechjax.models.axes`, used in every shape comment):
-
-    batch, pos (q_pos / k_pos in attention patterns; k_pos of cross-attention runs over the
-    encoder output), head, kv_head, d_model, d_head, d_mlp, d_vocab, class, one.
-    A ViT's `pos` is the class token (if any) then the patches in row-major order.
+The axis vocabulary (batch, pos, q_pos, k_pos, head, kv_head, d_model, d_head, d_mlp,
+d_vocab, class, one; what each means, e.g. a ViT's `pos`) is written once, in
+`mechjax.models.axes`.
 """
 
 from mechjax.models import axes
