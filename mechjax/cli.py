@@ -44,16 +44,36 @@ def cmd_list(root: str | None) -> int:
     return 0
 
 
+def build_run(spec: str, overrides: list[str]):
+    """The build phase of `mechjax run`: `(config, root, task)`, before anything trains.
+
+    Loads the config file, applies the overrides, fills the defaults, checks the config and
+    builds the experiment's task. A ValueError raised here comes from bad user input (a bad
+    clamp spec, a task option out of range): it is re-raised as a `ConfigError`, which the
+    CLI prints as one `error:` line without a traceback. Other exceptions (TypeError,
+    AttributeError, ...: bugs) keep their traceback.
+    """
+    from mechjax import train
+
+    try:
+        path, _ = train.config.split_config_spec(spec)
+        config = train.load_config_file(spec)
+        config = train.apply_overrides(config, overrides)
+        config = train.fill_defaults(config)
+        train.validate_config(config)
+        root = train.config.repo_root_of(path)
+        task = train.load_task_module(root, config.experiment).build(config)
+    except train.RunError:
+        raise
+    except ValueError as e:
+        raise train.ConfigError(str(e)) from e
+    return config, root, task
+
+
 def cmd_run(spec: str, workdir: str, overrides: list[str]) -> int:
     from mechjax import train
 
-    path, _ = train.config.split_config_spec(spec)
-    config = train.load_config_file(spec)
-    config = train.apply_overrides(config, overrides)
-    config = train.fill_defaults(config)
-    train.validate_config(config)
-    root = train.config.repo_root_of(path)
-    task = train.load_task_module(root, config.experiment).build(config)
+    config, root, task = build_run(spec, overrides)
     summary = train.train_and_evaluate(config, workdir, task, root=root)
     print(f"done: {workdir}/report.md, summary.json (step {summary.get('step')})")
     return 0

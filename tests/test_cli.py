@@ -67,6 +67,70 @@ def test_module_entry_point_prints_error_without_traceback(tmp_path):
     assert "unknown config key 'lrr'" in p.stderr and "Traceback" not in p.stderr
 
 
+FEWSHOT = os.path.join(ROOT, "configs/induction_heads/fewshot.py")
+
+
+def _mechjax(*argv, cwd=ROOT):
+    return subprocess.run(
+        [sys.executable, "-m", "mechjax", *argv], capture_output=True, text=True, cwd=cwd,
+        timeout=300,
+    )  # fmt: skip
+
+
+def test_bad_clamp_spec_is_one_error_line_without_traceback(tmp_path):
+    """A ValueError raised while building the task (here by the clamp parser) is bad input."""
+    work = tmp_path / "w"
+    p = _mechjax(
+        "run", FEWSHOT + ":runlocal", "--workdir", str(work), "--config.task.clamps=bogus 1:3"
+    )
+    assert p.returncode == 1, p.stderr
+    assert p.stderr.startswith("error: ") and "'bogus'" in p.stderr  # the clamp parser's message
+    assert p.stderr.count("\n") == 1  # one line
+    assert "Traceback" not in p.stderr and not work.exists()
+
+
+def test_bad_task_option_fails_before_running(capsys, tmp_path):
+    rc = main(["run", FEWSHOT + ":runlocal", "--workdir", str(tmp_path / "w"),
+               "--config.task.kind=bogus"])  # fmt: skip
+    err = capsys.readouterr().err
+    assert rc == 1
+    assert err == "error: config.task.kind='bogus'; valid kinds: 'fewshot', 'tokens'\n"
+    assert not (tmp_path / "w").exists()
+
+
+def _experiment(root, body: str):
+    """A one-config experiment `broken` under `root` whose `build(config)` runs `body`."""
+    (root / "configs" / "broken").mkdir(parents=True)
+    (root / "experiments" / "broken").mkdir(parents=True)
+    (root / "configs" / "broken" / "c.py").write_text(
+        "from mechjax.train import base_config\n\n"
+        "def get_config(arg=None):\n"
+        "    c = base_config()\n"
+        "    c.experiment = 'broken'\n"
+        "    return c\n"
+    )
+    (root / "experiments" / "broken" / "task.py").write_text(f"def build(config):\n    {body}\n")
+    return str(root / "configs" / "broken" / "c.py")
+
+
+def test_value_error_from_a_task_build_is_printed_cleanly(tmp_path):
+    cfg = _experiment(tmp_path / "repo", "raise ValueError('n_things=3 must be even')")
+    p = _mechjax("run", cfg, "--workdir", str(tmp_path / "w"), cwd=tmp_path)
+    assert p.returncode == 1
+    assert p.stderr == "error: n_things=3 must be even\n"
+
+
+def test_bug_in_a_task_build_keeps_its_traceback(tmp_path):
+    """TypeError / AttributeError are bugs, not bad input: the traceback stays."""
+    cfg = _experiment(tmp_path / "repo", "return config.task.no_such_key.foo")
+    p = _mechjax("run", cfg, "--workdir", str(tmp_path / "w"), cwd=tmp_path)
+    assert p.returncode == 1
+    assert "Traceback" in p.stderr and "AttributeError" in p.stderr
+    cfg = _experiment(tmp_path / "repo2", "return len(3)")
+    p = _mechjax("run", cfg, "--workdir", str(tmp_path / "w2"), cwd=tmp_path)
+    assert "Traceback" in p.stderr and "TypeError" in p.stderr
+
+
 def _configs():
     out = []
     for path in sorted(glob.glob(os.path.join(ROOT, "configs", "*", "*.py"))):

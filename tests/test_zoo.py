@@ -11,7 +11,7 @@ import pytest
 import mechjax as mj
 from mechjax import zoo
 from mechjax.analysis.metrics import next_token_loss
-from mechjax.data import corpus
+from mechjax.data import corpus, repeated_tokens
 from mechjax.data import tasks as T
 from mechjax.data.tokenizer import BOS, train_bpe
 from mechjax.zoo import data as D
@@ -283,9 +283,7 @@ def test_code_models_beat_unigram_have_induction_heads_and_reproduce_their_card(
     # the circuit itself: a layer-0 previous-token head and layer-1 induction heads, and the
     # model copies (a second showing of random tokens is far cheaper than the first)
     assert heads["previous_token"][0].max() > 0.5 and heads["induction"][1].max() > 0.5
-    rng = np.random.default_rng(1)
-    first = rng.integers(1, model.cfg.d_vocab, (8, 50))
-    rep = np.concatenate([np.zeros((8, 1), int), first, first], 1).astype(np.int32)
+    rep = repeated_tokens.fixed(1, 8, 50, model.cfg.d_vocab, bos=0)  # numpy, seed 1
     nll = np.asarray(next_token_loss(mj.run(model, params, rep)[0], rep))
     assert nll[:, 51:].mean() < nll[:, 1:50].mean() - 3.0
 

@@ -13,6 +13,7 @@ import jax.numpy as jnp
 import numpy as np
 
 import mechjax as mj
+from mechjax.data import repeated_tokens
 from mechjax.train import ModelSpec, Task
 
 
@@ -25,12 +26,6 @@ def model_config(c) -> mj.TransformerConfig:
         d_vocab=c.d_vocab,
         n_ctx=2 * c.seq_half,
     )
-
-
-def repeated_tokens(key, batch: int, half: int, vocab: int):
-    """[batch, 2 * half] int32: random tokens, then the same tokens again."""
-    first = jax.random.randint(key, (batch, half), 0, vocab, dtype=jnp.int32)
-    return jnp.concatenate([first, first], axis=1)
 
 
 def _second_half_stats(logits, tokens, half: int):
@@ -52,7 +47,7 @@ def build(config) -> Task:
         return mj.init(model, key, jnp.zeros((1, 2 * half), jnp.int32))
 
     def batch(key, step):
-        return {"tokens": repeated_tokens(key, bsz, half, vocab)}
+        return {"tokens": repeated_tokens.fixed(key, bsz, half, vocab)}
 
     def interventions(cond, step):
         active = (step >= cond["start"]) & (step < cond["end"])
@@ -68,7 +63,7 @@ def build(config) -> Task:
         return total, {"rep_loss": rep_loss, "rep_acc": rep_acc}
 
     def evaluate(params, cond, key, ivs):
-        tokens = repeated_tokens(key, c.eval_batch, half, vocab)
+        tokens = repeated_tokens.fixed(key, c.eval_batch, half, vocab)
         logits, _ = mj.run(model, params, tokens, interventions=ivs)
         rep_loss, rep_acc, by_pos = _second_half_stats(logits, tokens, half)
         return {"rep_loss": rep_loss, "rep_acc": rep_acc, "rep_acc_by_pos": by_pos}

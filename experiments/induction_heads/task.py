@@ -25,7 +25,7 @@ from experiments.induction_heads import measures as M
 from experiments.induction_heads import report as R
 from mechjax.analysis.metrics import next_token_loss
 from mechjax.data import EVALUATORS, FewShot, repeated_tokens
-from mechjax.train import ModelSpec, Task
+from mechjax.train import ConfigError, ModelSpec, Task
 
 EVAL_SEED_OFFSET = 1_000_003  # eval sets are fixed, drawn from a key disjoint from training
 
@@ -102,7 +102,7 @@ def _conditions(t):
         "none" if c.strip() in ("", "none") else f"c{i}" for i, c in enumerate(conds)
     )
     if len(names) != len(conds):
-        raise ValueError(
+        raise ConfigError(
             f"config.task.condition_names has {len(names)} names for {len(conds)} conditions"
         )
     return tuple(conds), tuple(names)
@@ -195,7 +195,10 @@ def build_tokens(config) -> Task:
     min_len = t.get("min_length", 0) or None  # varying repeat length defeats positional shortcuts
     offset = 1 if bos is not None else 0
     if offset + 2 * L > cfg.n_ctx:
-        raise ValueError(f"2 * length (+BOS) = {offset + 2 * L} exceeds n_ctx={cfg.n_ctx}")
+        raise ConfigError(
+            f"config.task.length={L}: 2 * length (+BOS) = {offset + 2 * L} exceeds the model's "
+            f"n_ctx={cfg.n_ctx}; use a smaller length or a variant with a longer context."
+        )
     seeds = _seeds(t)
     models = tuple(ModelSpec(f"seed{s}" if len(seeds) > 1 else "model", s) for s in seeds)
     batch_size = config.batch_size
@@ -251,7 +254,7 @@ def build(config) -> Task:
         return build_fewshot(config)
     if kind == "tokens":
         return build_tokens(config)
-    raise ValueError(f"config.task.kind={kind!r}; valid kinds: 'fewshot', 'tokens'")
+    raise ConfigError(f"config.task.kind={kind!r}; valid kinds: 'fewshot', 'tokens'")
 
 
 __all__ = ["build", "build_fewshot", "build_tokens", "fewshot_data", "fewshot_model_config"]

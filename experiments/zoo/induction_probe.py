@@ -85,8 +85,7 @@ def main(argv=None):
         (p, s), values = jax.lax.scan(one, (p, s), jax.random.split(key, a.every))
         return p, s, values.mean()
 
-    first = np.random.default_rng(0).integers(1, a.vocab, (16, a.eval_len))
-    rep = jnp.asarray(np.concatenate([np.zeros((16, 1), int), first, first], 1), jnp.int32)
+    rep = jnp.asarray(repeated_tokens.fixed(0, 16, a.eval_len, a.vocab, bos=0))
     print(f"| step | loss (ln vocab = {np.log(a.vocab - 1):.2f}) | best induction (layer) | "
           "best previous-token per layer | s |")  # fmt: skip
     print("|---|---|---|---|---|")

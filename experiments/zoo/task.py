@@ -20,8 +20,9 @@ import numpy as np
 import mechjax as mj
 from mechjax.analysis import detectors
 from mechjax.analysis.metrics import next_token_loss
+from mechjax.data import repeated_tokens
 from mechjax.data import tasks as T
-from mechjax.train import ModelSpec, Task
+from mechjax.train import ConfigError, ModelSpec, Task
 from mechjax.zoo import data as D
 
 
@@ -55,13 +56,13 @@ def build(config) -> Task:
     options = D.plain(t.task_options)
     early_w, early_o = D.plain(t.early_task_weights), D.plain(t.early_task_options)
     if bool(t.early_steps > 0) != bool(early_w or early_o):
-        raise ValueError(
+        raise ConfigError(
             f"zoo config: early_steps={t.early_steps} with early_task_weights={early_w} and "
             f"early_task_options={early_o}; a curriculum needs early_steps > 0 and at least one "
             "of the two (or set early_steps = 0 and leave both empty)."
         )
     if not 0 <= t.early_from < max(t.early_steps, 1):
-        raise ValueError(
+        raise ConfigError(
             f"zoo config: early_from={t.early_from} with early_steps={t.early_steps}; the "
             "curriculum phase covers steps early_from .. early_steps - 1, so early_from must be "
             "in [0, early_steps) (0 when there is no phase)."
@@ -86,10 +87,7 @@ def build(config) -> Task:
     starts = np.linspace(0, len(data.heldout) - L - 1, t.eval_windows).astype(np.int64)
     held = np.stack([data.heldout[s : s + L] for s in starts]).astype(np.int32)
     bos = data.tokenizer.token_to_id(D.BOS)
-    rng = np.random.default_rng(0)
-    half = t.induction_length
-    first = rng.integers(1, vocab, (t.eval_windows, half))
-    rep = np.concatenate([np.full((t.eval_windows, 1), bos), first, first], 1).astype(np.int32)
+    rep = repeated_tokens.fixed(0, t.eval_windows, t.induction_length, vocab, bos)  # numpy
     task_names = tuple(D.MIXTURE_TASKS) if t.task_share > 0 else ()
     batches = {}
     if task_names:

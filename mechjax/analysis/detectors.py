@@ -14,16 +14,16 @@ import jax.numpy as jnp
 import numpy as np
 
 from mechjax.analysis import _common
+from mechjax.data import repeated_tokens
 from mechjax.models.transformer import activation
 
 
 def repeated_random_tokens(key, batch: int, seq_len: int, d_vocab: int, bos: int | None = None):
-    """`[batch, 2 * seq_len (+1 with bos)]`: random tokens, then the same tokens again."""
-    first = jax.random.randint(key, (batch, seq_len), 0, d_vocab)
-    toks = jnp.concatenate([first, first], axis=1)
-    if bos is not None:
-        toks = jnp.concatenate([jnp.full((batch, 1), bos, toks.dtype), toks], axis=1)
-    return toks
+    """`[batch, 2 * seq_len (+1 with bos)]`: random tokens, then the same tokens again.
+
+    `mechjax.data.repeated_tokens.fixed` (JAX key used as given; tokens never equal `bos`).
+    """
+    return repeated_tokens.fixed(key, batch, seq_len, d_vocab, bos)
 
 
 @functools.partial(jax.jit, static_argnames=("model",))

@@ -8,7 +8,12 @@ class RunError(Exception):
 
 
 class ConfigError(RunError, ValueError):
-    """Unknown config key, wrong value type, or a bad config file/arg."""
+    """Unknown config key, wrong value type, a bad config file/arg, or a bad task option.
+
+    Experiment code raises it from `build(config)` for bad user input (an unknown option
+    value, options that do not fit together). `mechjax run` prints it as one `error:` line; it
+    also prints any other ValueError raised while building the task that way.
+    """
 
 
 class WorkdirError(RunError, OSError):

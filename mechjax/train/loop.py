@@ -9,6 +9,12 @@ resumed run executes the very same program (bit-identical parameters).
 Keys: model m gets `fold_in(key(config.seed), models[m].seed)`, split by `fold_in` into init
 (0), data (1) and eval (2) keys; step s of model m uses `fold_in(data_key, s)`. Data is
 therefore a pure function of (seed, step).
+
+Reading order: `train_and_evaluate` runs these steps, each a function or class below:
+`_check_inputs` and `_check_workdir`; `Trainer` (mesh and shardings, optimizer and
+schedule, the jitted init/train/eval functions); `_save_run_files`; `_init_or_restore`;
+`_HostLoop.run` (train in chunks up to each boundary, then log / eval / checkpoint; Ctrl-C
+and divergence); `_finish_run_info` (run.json, partial report); `write_report`.
 """
 
 from __future__ import annotations
@@ -81,8 +87,10 @@ class Trainer:
     def __init__(self, config, task: Task, mesh=None):
         validate_config(config)
         self.config, self.task = config, task
+        # mesh and sharding: every array is replicated; batches are split on the data axis
         self.mesh = shd.make_mesh(config.data_parallel) if mesh is None else mesh
         self.rep = shd.replicated(self.mesh)
+        # optimizer and learning-rate schedule
         self.tx = make_optimizer(config)
         self.schedule = make_schedule(config)
         self.names = [m.name for m in task.models]
@@ -98,6 +106,7 @@ class Trainer:
                 f"config.batch_size={config.batch_size} is not divisible by the {n_data} devices "
                 f"on the data axis; use a multiple of {n_data} or set config.data_parallel."
             )
+        # the jitted functions (traced on first call; the train step exactly once)
         rep = self.rep
         self._init = jax.jit(self._init_impl, out_shardings=rep)
         self._train = jax.jit(self._train_impl, out_shardings=rep, donate_argnums=(0, 1))
@@ -269,6 +278,181 @@ class _SigintFlag:
         return False
 
 
+def _check_inputs(config, task: Task):
+    """The filled-in, validated config (raises TypeError / ConfigError before anything runs)."""
+    if not isinstance(task, Task):
+        raise TypeError(f"task must be a mechjax.train.Task, got {type(task).__name__}")
+    config = fill_defaults(config) if isinstance(config, ml_collections.ConfigDict) else config
+    validate_config(config)
+    return config
+
+
+def _run_info(config, trainer: Trainer, root: str | None) -> dict:
+    """The first run.json record (status "running"; `_finish_run_info` completes it)."""
+    return {
+        "experiment": config.experiment,
+        "models": trainer.names,
+        "root": root,
+        "status": "running",
+        "processes": jax.process_count(),
+        "devices": len(trainer.mesh.devices.flat),
+        "jax": jax.__version__,
+    }
+
+
+def _init_or_restore(trainer: Trainer, ckpt: Checkpointer, writer: MetricWriter, workdir: str):
+    """`(params, opt_state, step)`: fresh at step 0, or the latest checkpoint of `workdir`.
+
+    On resume, metrics.jsonl records after the checkpoint's step are dropped (the resumed run
+    writes them again, bit-identically).
+    """
+    params, opt_state = trainer.init()
+    latest = ckpt.latest_step()
+    if latest is None:
+        return params, opt_state, 0
+    meta = ckpt.restore_meta(latest)
+    if meta.get("models") != trainer.names:
+        raise ConfigError(
+            f"{workdir} holds a checkpoint of models {meta.get('models')} but this task trains "
+            f"{trainer.names}; use a new --workdir or the original config."
+        )
+    params, opt_state, _ = ckpt.restore(latest, params, opt_state)
+    writer.truncate_after(latest)
+    return params, opt_state, latest
+
+
+def _diverged(config, trainer: Trainer, ckpt: Checkpointer, losses, step: int):
+    """The `TrainingDiverged` for the first non-finite entry of `losses` ([n, n_models])."""
+    i, m = np.argwhere(~np.isfinite(losses))[0]
+    last = ckpt.latest_step()
+    kept = (
+        f"the last good checkpoint (step {last}) is kept in {ckpt.directory}"
+        if last is not None
+        else "no checkpoint had been saved yet"
+    )
+    return TrainingDiverged(
+        f"training diverged: the loss of model {trainer.names[m]!r} became "
+        f"{losses[i, m]} at step {step + i}; {kept}. Lower config.lr "
+        f"(now {config.lr}), set config.grad_clip (e.g. 1.0), or check the loss "
+        f"for log(0) / division by zero.",
+        step=int(step + i),
+        model=trainer.names[m],
+    )
+
+
+class _HostLoop:
+    """The host side of a run: trains in chunks up to each boundary, then logs, evaluates and
+    checkpoints there.
+
+    `params, opt_state, step` always hold a complete, consistent step (a chunk's result is
+    adopted only once its losses are finite), so Ctrl-C can checkpoint them as they are.
+    `status` ends as "finished", "diverged at step S" or "interrupted at step S (checkpoint
+    saved)". `train_time, timed_steps` count training only (no eval/checkpoint), after the
+    first chunk (which includes compilation).
+    """
+
+    def __init__(self, config, trainer: Trainer, ckpt, writer, bar, params, opt_state, step: int):
+        self.config, self.trainer = config, trainer
+        self.ckpt, self.writer, self.bar = ckpt, writer, bar  # Checkpointer, MetricWriter, tqdm
+        self.params, self.opt_state, self.step = params, opt_state, step
+        self.status = "finished"
+        self.log_every = config.log_every or config.eval_every
+        self.train_time, self.timed_steps = 0.0, 0
+        self._sums, self._count = None, 0  # per-metric sums over steps since the last train log
+        self._first_chunk = True
+
+    def run(self) -> None:
+        """Trains to `config.total_steps` (evaluating step 0 first on a fresh run)."""
+        try:
+            with _SigintFlag() as sigint:
+                if self.step == 0:
+                    self.log_eval(0)
+                for stop in _boundaries(self.config, self.step):
+                    while self.step < stop:
+                        self.train_chunk(min(self.trainer.length, stop - self.step))
+                        if sigint.hit:
+                            raise KeyboardInterrupt
+                    self.at_boundary()
+        except KeyboardInterrupt:
+            self.save()  # params/opt_state always hold a complete, consistent step
+            self.status = f"interrupted at step {self.step} (checkpoint saved)"
+            raise
+
+    def train_chunk(self, n: int) -> None:
+        """Runs `n` steps from `self.step`; raises TrainingDiverged on a non-finite loss."""
+        t_chunk = time.perf_counter()
+        params, opt_state, losses, metrics = self.trainer.train_chunk(
+            self.params, self.opt_state, self.step, n
+        )
+        if not np.isfinite(losses).all():
+            err = _diverged(self.config, self.trainer, self.ckpt, losses, self.step)
+            self.status = f"diverged at step {err.step}"
+            raise err
+        self.params, self.opt_state = params, opt_state
+        chunk = {"loss": losses, **metrics}
+        part = {k: np.asarray(v, np.float64).sum(0) for k, v in chunk.items()}
+        self._sums = part if self._sums is None else {k: self._sums[k] + part[k] for k in part}
+        self._count += n
+        self.step += n
+        self.bar.update(n)
+        self.bar.set_postfix(loss=f"{float(losses[-1].mean()):.4g}")
+        if not self._first_chunk:  # the first call includes compilation
+            self.train_time += time.perf_counter() - t_chunk
+            self.timed_steps += n
+        self._first_chunk = False
+
+    def at_boundary(self) -> None:
+        """At a boundary step: the train log, the eval and the checkpoint that are due."""
+        step, config = self.step, self.config
+        if step % self.log_every == 0 or step == config.total_steps:
+            self.log_train()
+        if step % config.eval_every == 0 or step == config.total_steps:
+            self.log_eval(step)
+        periodic = config.checkpoint_every and step % config.checkpoint_every == 0
+        if periodic or step in self.ckpt.explicit or step == config.total_steps:
+            self.save()
+
+    def log_train(self) -> None:
+        """One "train" record per model: metric means since the last one, and the lr."""
+        lr = float(self.trainer.schedule(self.step - 1))
+        for m, name in enumerate(self.trainer.names):
+            rec = {k: v[m] / self._count for k, v in self._sums.items()}
+            self.writer.write(self.step, name, "train", dict(rec, lr=lr))
+        self._sums, self._count = None, 0
+
+    def log_eval(self, step: int) -> None:
+        """One "eval" record per model (none when the task has no `evaluate`)."""
+        ev = self.trainer.evaluate(self.params, step)
+        for m, name in enumerate(self.trainer.names):
+            if ev:
+                self.writer.write(step, name, "eval", {k: v[m] for k, v in ev.items()})
+        self.writer.flush()
+
+    def save(self) -> None:
+        self.ckpt.save(self.step, self.params, self.opt_state, {"models": self.trainer.names})
+
+
+def _finish_run_info(workdir: str, run_info: dict, loop: _HostLoop, wall_time_s: float) -> None:
+    """Completes run.json (status, timing, compile counts); after a stop, a partial report."""
+    trainer = loop.trainer
+    sps = loop.timed_steps / loop.train_time if loop.train_time > 0 else None
+    run_info.update(
+        status=loop.status,
+        wall_time_s=wall_time_s,
+        steps_per_sec=sps,
+        model_steps_per_sec=None if sps is None else sps * trainer.n_models,
+        traces=dict(trainer.traces),  # compile count per jitted fn (1 each when healthy)
+    )
+    with open(os.path.join(workdir, RUN_FILE)) as f:
+        run_info["model_kind"] = json.load(f).get("model_kind")
+    _write_json(os.path.join(workdir, RUN_FILE), run_info)
+    if loop.status != "finished":
+        try:  # a partial report still helps to see what happened before the stop
+            write_report(workdir, None)
+        except Exception as e:  # noqa: BLE001 - never mask the real error
+            print(f"note: could not write the partial report: {e}", file=sys.stderr)
+
+
 def train_and_evaluate(
     config, workdir: str, task: Task, *, root: str | None = None, return_params: bool = False
 ):
@@ -291,140 +475,39 @@ def train_and_evaluate(
       ConfigError / WorkdirError before anything runs; TrainingDiverged on a NaN/inf loss
       (last good checkpoint kept); KeyboardInterrupt after saving a checkpoint on Ctrl-C.
     """
-    if not isinstance(task, Task):
-        raise TypeError(f"task must be a mechjax.train.Task, got {type(task).__name__}")
-    config = fill_defaults(config) if isinstance(config, ml_collections.ConfigDict) else config
-    validate_config(config)
+    # 1. check the inputs and the workdir; build the mesh, optimizer and jitted step functions
+    config = _check_inputs(config, task)
     workdir = os.path.abspath(workdir)
-    lead = jax.process_index() == 0
+    lead = jax.process_index() == 0  # only process 0 writes files
     if lead:
         _check_workdir(workdir)
     trainer = Trainer(config, task, None)
-    run_info = {
-        "experiment": config.experiment,
-        "models": trainer.names,
-        "root": root,
-        "status": "running",
-        "processes": jax.process_count(),
-        "devices": len(trainer.mesh.devices.flat),
-        "jax": jax.__version__,
-    }
+    run_info = _run_info(config, trainer, root)
     if lead:
         _save_run_files(config, workdir, task, run_info)
 
+    # 2. initialise, or restore the latest checkpoint
     ckpt = Checkpointer(workdir, config.keep_checkpoints, config.checkpoint_steps)
     writer = MetricWriter(workdir, enabled=lead)
-    params, opt_state = trainer.init()
-    step = 0
-    latest = ckpt.latest_step()
-    if latest is not None:
-        meta = ckpt.restore_meta(latest)
-        if meta.get("models") != trainer.names:
-            raise ConfigError(
-                f"{workdir} holds a checkpoint of models {meta.get('models')} but this task trains "
-                f"{trainer.names}; use a new --workdir or the original config."
-            )
-        params, opt_state, _ = ckpt.restore(latest, params, opt_state)
-        step = latest
-        writer.truncate_after(step)
+    params, opt_state, step = _init_or_restore(trainer, ckpt, writer, workdir)
 
-    def save(s):
-        ckpt.save(s, params, opt_state, {"models": trainer.names})
-
-    def log_eval(s):
-        ev = trainer.evaluate(params, s)
-        for m, name in enumerate(trainer.names):
-            if ev:
-                writer.write(s, name, "eval", {k: v[m] for k, v in ev.items()})
-        writer.flush()
-
+    # 3. the host loop: train / log / eval / checkpoint up to total_steps
     from tqdm.auto import tqdm
 
     show = bool(config.progress) and lead and sys.stderr.isatty()
     bar = tqdm(total=config.total_steps, initial=step, disable=not show, unit="step")
-    sums = None
-    count = 0
-    log_every = config.log_every or config.eval_every
-    first_chunk = True
-    train_time, timed_steps = 0.0, 0  # training only (no eval/checkpoint), after compilation
+    loop = _HostLoop(config, trainer, ckpt, writer, bar, params, opt_state, step)
     t0 = time.time()
-    status = "finished"
     try:
-        with _SigintFlag() as sigint:
-            if step == 0:
-                log_eval(0)
-            for stop in _boundaries(config, step):
-                while step < stop:
-                    n = min(trainer.length, stop - step)
-                    t_chunk = time.perf_counter()
-                    new_p, new_o, losses, metrics = trainer.train_chunk(params, opt_state, step, n)
-                    bad = ~np.isfinite(losses)
-                    if bad.any():
-                        i, m = np.argwhere(bad)[0]
-                        last = ckpt.latest_step()
-                        kept = (
-                            f"the last good checkpoint (step {last}) is kept in {ckpt.directory}"
-                            if last is not None
-                            else "no checkpoint had been saved yet"
-                        )
-                        status = f"diverged at step {step + i}"
-                        raise TrainingDiverged(
-                            f"training diverged: the loss of model {trainer.names[m]!r} became "
-                            f"{losses[i, m]} at step {step + i}; {kept}. Lower config.lr "
-                            f"(now {config.lr}), set config.grad_clip (e.g. 1.0), or check the loss "
-                            f"for log(0) / division by zero.",
-                            step=int(step + i),
-                            model=trainer.names[m],
-                        )
-                    params, opt_state = new_p, new_o
-                    chunk = {"loss": losses, **metrics}
-                    part = {k: np.asarray(v, np.float64).sum(0) for k, v in chunk.items()}
-                    sums = part if sums is None else {k: sums[k] + part[k] for k in part}
-                    count += n
-                    step += n
-                    bar.update(n)
-                    bar.set_postfix(loss=f"{float(losses[-1].mean()):.4g}")
-                    if not first_chunk:  # the first call includes compilation
-                        train_time += time.perf_counter() - t_chunk
-                        timed_steps += n
-                    first_chunk = False
-                    if sigint.hit:
-                        raise KeyboardInterrupt
-                if step % log_every == 0 or step == config.total_steps:
-                    lr = float(trainer.schedule(step - 1))
-                    for m, name in enumerate(trainer.names):
-                        rec = {k: v[m] / count for k, v in sums.items()}
-                        writer.write(step, name, "train", dict(rec, lr=lr))
-                    sums, count = None, 0
-                if step % config.eval_every == 0 or step == config.total_steps:
-                    log_eval(step)
-                periodic = config.checkpoint_every and step % config.checkpoint_every == 0
-                if periodic or step in ckpt.explicit or step == config.total_steps:
-                    save(step)
-    except KeyboardInterrupt:
-        save(step)  # params/opt_state always hold a complete, consistent step
-        status = f"interrupted at step {step} (checkpoint saved)"
-        raise
+        loop.run()
     finally:
+        # 4. close the outputs and record how the run ended (also after an error)
         bar.close()
         writer.close()
         ckpt.close()
         if lead:
-            sps = timed_steps / train_time if train_time > 0 else None
-            run_info.update(
-                status=status,
-                wall_time_s=time.time() - t0,
-                steps_per_sec=sps,
-                model_steps_per_sec=None if sps is None else sps * trainer.n_models,
-                traces=dict(trainer.traces),  # compile count per jitted fn (1 each when healthy)
-            )
-            with open(os.path.join(workdir, RUN_FILE)) as f:
-                run_info["model_kind"] = json.load(f).get("model_kind")
-            _write_json(os.path.join(workdir, RUN_FILE), run_info)
-            if status != "finished":
-                try:  # a partial report still helps to see what happened before the stop
-                    write_report(workdir, None)
-                except Exception as e:  # noqa: BLE001 - never mask the real error
-                    print(f"note: could not write the partial report: {e}", file=sys.stderr)
+            _finish_run_info(workdir, run_info, loop, time.time() - t0)
+
+    # 5. the report and summary
     summary = write_report(workdir, task.report) if lead else {}
-    return (summary, shd.fetch(params)) if return_params else summary
+    return (summary, shd.fetch(loop.params)) if return_params else summary

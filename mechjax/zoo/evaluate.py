@@ -15,6 +15,7 @@ import numpy as np
 
 from mechjax.analysis import detectors
 from mechjax.analysis.metrics import next_token_loss
+from mechjax.data import repeated_tokens
 from mechjax.data import tasks as T
 from mechjax.run import run
 from mechjax.zoo import data as D
@@ -133,9 +134,7 @@ def head_scores(model, params, tokenizer, n: int = 32, length: int = 50, seed: i
     """`{"induction": [layer, head], "previous_token": [layer, head]}` on `n` sequences of
     BOS + `length` random tokens repeated once."""
     bos = tokenizer.token_to_id(D.BOS)
-    rng = np.random.default_rng(seed)
-    first = rng.integers(1, tokenizer.get_vocab_size(), (n, length))
-    toks = np.concatenate([np.full((n, 1), bos), first, first], 1).astype(np.int32)
+    toks = repeated_tokens.fixed(seed, n, length, tokenizer.get_vocab_size(), bos)  # numpy
     return {
         "induction": np.asarray(detectors.induction_score(model, params, toks)),
         "previous_token": np.asarray(detectors.previous_token_score(model, params, toks)),
