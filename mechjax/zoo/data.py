@@ -28,6 +28,12 @@ MIXTURE_TASKS = (
 )
 TRAIN_SEED = 12345  # task examples for training; evaluation uses other seeds (see EVAL_SEED)
 EVAL_SEED = 777
+# With split data (`build(split_data=True)`, config `task.split_data`), training texts come
+# from the tasks' "train" split, training-time evals and curriculum choices use "val", and
+# model cards use "test" (`mechjax.data.tasks.splits`); seeds come from a stable hash of the
+# task name. Without it (the default; the shipped zoo), the legacy generators and the
+# index-derived seeds below, until the zoo is retrained.
+TRAIN_SPLIT, EVAL_SPLIT, TABLE_SPLIT = "train", "val", "test"
 
 
 @dataclasses.dataclass(frozen=True)
@@ -56,14 +62,19 @@ def task_texts(
     tasks=MIXTURE_TASKS,
     weights: dict | None = None,
     options: dict | None = None,
+    split: str | None = None,
 ) -> list[str]:
     """Training texts (prompt + one sampled answer), shuffled: `n_per_task * weights[task]`
-    (weight 1 if absent) per task, generated with `options[task]`."""
+    (weight 1 if absent) per task, generated with `options[task]`. With `split` (normally
+    "train"), prompts of that split, each text also followed by its `meta["continuation"]`
+    (the rest of a multi-token needle value, a recap's remaining objects)."""
     rng = np.random.default_rng(seed)
     out = []
-    for p in training_prompts(n_per_task, seed, tasks, weights, options).values():
-        for clean, answers in zip(p.clean, p.answers):
-            out.append(clean + answers[int(rng.integers(len(answers)))])
+    for p in training_prompts(n_per_task, seed, tasks, weights, options, split).values():
+        rest = p.meta.get("continuation") if split is not None else None
+        for i, (clean, answers) in enumerate(zip(p.clean, p.answers)):
+            text = clean + answers[int(rng.integers(len(answers)))]
+            out.append(text + (rest[i] if rest else ""))
     rng.shuffle(out)
     return out
 
@@ -74,6 +85,7 @@ def training_prompts(
     tasks=MIXTURE_TASKS,
     weights: dict | None = None,
     options: dict | None = None,
+    split: str | None = None,
 ) -> dict:
     """The `Prompts` behind :func:`task_texts`, per task."""
     weights, options = weights or {}, options or {}
@@ -81,19 +93,69 @@ def training_prompts(
     if unknown:
         raise ValueError(f"zoo data: unknown task(s) {unknown}; valid: {MIXTURE_TASKS}.")
     return {
-        name: task_prompts(name, int(round(n_per_task * weights.get(name, 1))), seed, options)
+        name: task_prompts(
+            name, int(round(n_per_task * weights.get(name, 1))), seed, options, split
+        )
         for name in tasks
     }
 
 
-def task_prompts(name: str, n: int, seed: int, options: dict | None = None):
-    """`n` prompts of task `name`, seeded by `seed` and the task's place in `MIXTURE_TASKS`
-    (so a task's prompts do not depend on which other tasks are drawn), generated with
-    `options[name]`. Training uses `TRAIN_SEED`, evaluation `EVAL_SEED`."""
+def task_seed(name: str, seed: int, split: str | None = None) -> int:
+    """The generator seed of task `name` for base seed `seed`. Legacy (`split=None`, the
+    shipped zoo): `seed + 1000 * MIXTURE_TASKS.index(name)`. With a split: a stable hash of
+    the name and seed (`mechjax.data.tasks.splits.task_seed`), independent of task order."""
+    if split is None:
+        return seed + 1000 * MIXTURE_TASKS.index(name)
+    from mechjax.data.tasks.splits import task_seed as stable
+
+    return stable(name, seed)
+
+
+def task_prompts(
+    name: str, n: int, seed: int, options: dict | None = None, split: str | None = None
+):
+    """`n` prompts of task `name`, seeded by :func:`task_seed` (so a task's prompts do not
+    depend on which other tasks are drawn), generated with `options[name]`. Training uses
+    `TRAIN_SEED`, evaluation `EVAL_SEED`; `split` picks the tasks' split (None: legacy)."""
     from mechjax.data import tasks as T
 
-    seed = seed + 1000 * MIXTURE_TASKS.index(name)
-    return T.generate(name, n, seed=seed, **(options or {}).get(name, {}))
+    opts = (options or {}).get(name, {})
+    return T.generate(name, n, seed=task_seed(name, seed, split), split=split, **opts)
+
+
+def lexicon_texts(tasks=MIXTURE_TASKS, copies: int = 8, seed: int = 0) -> list[str]:
+    """Short documents listing every entity word of every split of `tasks` ("Words: Mary
+    Tom ..."), in `copies` shuffled orders. Split-data builds add them to the tokenizer's
+    input and to the training stream, so that test-split names and objects are single tokens
+    with trained embeddings, without any test prompt entering training."""
+    from mechjax.data import tasks as T
+
+    rng = np.random.default_rng(seed)
+    words = sorted({w for t in tasks if t in T.LEXICONS for w in T.LEXICONS[t]()})
+    out = []
+    for _ in range(copies):
+        order = rng.permutation(len(words))
+        for i in range(0, len(order), 24):
+            out.append("Words:" + "".join(" " + words[j] for j in order[i : i + 24]) + ".")
+    return out
+
+
+def build_kwargs(task_config) -> dict:
+    """`build` keyword arguments from a zoo config's `task` block (`split_data` defaults to
+    False, the shipped zoo's legacy data)."""
+    t = task_config
+    get = lambda k, d: t.get(k, d) if hasattr(t, "get") else getattr(t, k, d)  # noqa: E731
+    return dict(
+        vocab_size=t.vocab_size,
+        task_share=get("task_share", 0.0),
+        n_per_task=get("n_per_task", 0),
+        max_files=get("max_files", 0),
+        task_weights=plain(get("task_weights", {}) or {}),
+        task_options=plain(get("task_options", {}) or {}),
+        early_task_weights=plain(get("early_task_weights", {}) or {}),
+        early_task_options=plain(get("early_task_options", {}) or {}),
+        split_data=bool(get("split_data", False)),
+    )
 
 
 def _cache_key(args: dict, files: list[str]) -> str:
@@ -141,6 +203,7 @@ def build(
     task_options: dict | None = None,
     early_task_weights: dict | None = None,
     early_task_options: dict | None = None,
+    split_data: bool = False,
 ):
     """Tokenizer and streams for a zoo model.
 
@@ -162,6 +225,10 @@ def build(
         {task: options} updates that task's options), e.g.
         `{"colored_objects": {"form": "recap"}}`. The tokenizer is trained on both phases'
         texts, so one vocabulary serves the whole run.
+      split_data: False (default): the legacy task generators the shipped zoo was trained on.
+        True: task texts from the tasks' "train" split (`mechjax.data.tasks.splits`, seeds by
+        task-name hash) plus :func:`lexicon_texts`; evaluate such a model on "val" during
+        training and on "test" in its card.
 
     The result is cached on disk (:func:`cache_dir`), keyed by the arguments, the corpus
     files and the source of the generators and tokenizer, since building takes minutes.
@@ -180,7 +247,15 @@ def build(
             f"(got task_share={task_share}); a code-only model has no task examples to change."
         )
     return _build(
-        vocab_size, task_share, n_per_task, heldout_every, max_files, weights, options, early
+        vocab_size,
+        task_share,
+        n_per_task,
+        heldout_every,
+        max_files,
+        weights,
+        options,
+        early,
+        bool(split_data),
     )
 
 
@@ -206,7 +281,17 @@ def plain(x):
 
 
 @functools.lru_cache(maxsize=4)
-def _build(vocab_size, task_share, n_per_task, heldout_every, max_files, weights, options, early):
+def _build(
+    vocab_size,
+    task_share,
+    n_per_task,
+    heldout_every,
+    max_files,
+    weights,
+    options,
+    early,
+    split_data=False,
+):
     import json
     import os
     import sys
@@ -225,6 +310,9 @@ def _build(vocab_size, task_share, n_per_task, heldout_every, max_files, weights
         args.update(w=task_weights, o=task_options)
     if has_early:
         args.update(early=early)
+    if split_data:
+        args.update(split=TRAIN_SPLIT)
+    split = TRAIN_SPLIT if split_data else None
     path = os.path.join(cache_dir(), _cache_key(args, train_files + held_files))
     if os.path.isfile(path + ".npz"):
         z = np.load(path + ".npz")
@@ -237,11 +325,16 @@ def _build(vocab_size, task_share, n_per_task, heldout_every, max_files, weights
     code = corpus.read_texts(train_files)
     held = corpus.read_texts(held_files)
     extra, extra_early = [], []
+    lexicon = lexicon_texts() if split_data and task_share > 0 else []
     if task_share > 0:
-        extra = task_texts(n_per_task, TRAIN_SEED, weights=task_weights, options=task_options)
+        extra = task_texts(
+            n_per_task, TRAIN_SEED, weights=task_weights, options=task_options, split=split
+        )
+        extra = _with_lexicon(extra, lexicon)
     if has_early:
         ew, eo = early_mixture(task_weights, task_options, early["w"], early["o"])
-        extra_early = task_texts(n_per_task, TRAIN_SEED, weights=ew, options=eo)
+        extra_early = task_texts(n_per_task, TRAIN_SEED, weights=ew, options=eo, split=split)
+        extra_early = _with_lexicon(extra_early, lexicon)
     seen = set(extra)
     new_early = [t for t in extra_early if t not in seen]  # (both phases share most texts)
     # task texts are short; repeat them in the tokenizer's input so their words are merged, and
@@ -268,6 +361,7 @@ def _build(vocab_size, task_share, n_per_task, heldout_every, max_files, weights
         "n_per_task": int(n_per_task),
         "task_weights": task_weights,
         "task_options": task_options,
+        **({"split_data": True, "task_split": TRAIN_SPLIT} if split_data else {}),
         **(
             {"early_task_weights": early["w"], "early_task_options": early["o"]}
             if has_early
@@ -287,6 +381,15 @@ def _build(vocab_size, task_share, n_per_task, heldout_every, max_files, weights
     except OSError:
         pass
     return LMData(tokenizer, stream, held_stream, ul, info, early_stream)
+
+
+def _with_lexicon(texts: list[str], lexicon: list[str]) -> list[str]:
+    """`texts` with the lexicon documents shuffled in (so a cut stream keeps its share)."""
+    if not lexicon:
+        return texts
+    out = texts + lexicon
+    order = np.random.default_rng(TRAIN_SEED).permutation(len(out))
+    return [out[i] for i in order]
 
 
 def _mix(code_stream: np.ndarray, texts: list[str], task_share: float, tokenizer) -> np.ndarray:

@@ -6,6 +6,9 @@ batch = tasks.encode(prompts, tokenizer)          # numpy TaskBatch for mj.run
 logits, _ = mj.run(model, params, batch.tokens)
 tasks.logit_diff(logits, batch), tasks.accuracy(logits, batch)   # [N] each
 tasks.prob_diff(logits, batch)    # p(answers) - p(contrasts), Hanna et al.'s greater-than metric
+
+test = tasks.generate("ioi", n=64, seed=0, split="test")   # held-out templates / names / items
+tasks.baselines("ioi", split="test")      # format-only chance and cheap shortcuts on that split
 """
 
 from mechjax.data.tasks import (  # noqa: F401  (each module registers its generators)
@@ -23,6 +26,9 @@ from mechjax.data.tasks import (  # noqa: F401  (each module registers its gener
 from mechjax.data.tasks.base import (
     BOS,
     GENERATORS,
+    GRAMMARS,
+    LEXICONS,
+    SPLIT_SETS,
     Prompts,
     TaskBatch,
     accuracy,
@@ -35,13 +41,20 @@ from mechjax.data.tasks.base import (
     register,
     single_token_id,
 )
+from mechjax.data.tasks.shortcuts import baselines, strongest  # noqa: E402
+from mechjax.data.tasks.splits import SPLITS, template_counts  # noqa: E402
 
 __all__ = [
     "BOS",
     "GENERATORS",
+    "GRAMMARS",
+    "LEXICONS",
+    "SPLIT_SETS",
+    "SPLITS",
     "Prompts",
     "TaskBatch",
     "accuracy",
+    "baselines",
     "encodable",
     "encode",
     "generate",
@@ -50,4 +63,6 @@ __all__ = [
     "prob_diff",
     "register",
     "single_token_id",
+    "strongest",
+    "template_counts",
 ]

@@ -45,7 +45,7 @@ def _same_digits(rng: random.Random, x: int, top: int = 99) -> int:
 
 
 @register("arithmetic")
-def arithmetic(n: int, seed: int = 0, **options) -> Prompts:
+def arithmetic(n: int, seed: int = 0, split: str | None = None, **options) -> Prompts:
     """`n` addition / subtraction prompts.
 
     Args:
@@ -57,6 +57,10 @@ def arithmetic(n: int, seed: int = 0, **options) -> Prompts:
       max_value: the largest operand and result, 21..99 (default 99; below 21 some prompts have
         no corrupted counterpart with the same digit counts). A smaller range is a
         smaller table to learn: `configs/zoo/gpt4l_mix.py` uses 39.
+
+      split: "train" / "val" / "test" for the split grammar at the end of this module
+        (operand pairs and template pieces split by hash; `template` must stay None); None
+        for the legacy two templates.
 
     Returns:
       :class:`Prompts` with spans "a", "op", "b", "eq", "end".
@@ -78,6 +82,12 @@ def arithmetic(n: int, seed: int = 0, **options) -> Prompts:
     if contrast not in CONTRASTS:
         raise ValueError(f"arithmetic: contrast={contrast!r} is not valid; use one of {CONTRASTS}.")
     op_list = sorted(set(ops))
+    if split is not None:
+        if template is not None:
+            raise ValueError(
+                "arithmetic: template= picks a legacy template; with split= leave it None."
+            )
+        return _arithmetic_split(n, seed, split, op_list, contrast, top)
     rng = random.Random(seed)
     clean, corrupted, answers, contrasts, spans = [], [], [], [], []
     meta = {k: [] for k in ("a", "b", "op", "result", "template", "corrupt_a", "corrupt_b")}
@@ -117,3 +127,167 @@ def arithmetic(n: int, seed: int = 0, **options) -> Prompts:
         for k, v in zip(meta, (a, b, op, r, t, ca, cb)):
             meta[k].append(v)
     return Prompts.from_lists("arithmetic", clean, corrupted, answers, contrasts, spans, meta)
+
+
+# ---- split mode (`split=` "train" / "val" / "test"; see mechjax.data.tasks.splits) --------
+# A template is context x prefix x expression (an operator phrasing with its "=" word, per
+# operator); every slot is split. The operand pairs are split too, by a hash of "a op b", so
+# a test prompt asks a sum or difference that no training prompt states.
+
+
+def _expressions(op: str) -> tuple[str, ...]:
+    words = ("+", "plus", "and", "with") if op == "+" else ("-", "minus", "less", "take away")
+    eqs = ("=", "is", "equals", "gives", "makes", "comes to")
+    simple = tuple(f"{{a}} [{w}] {{b}} <{e}>" for w in words for e in eqs)
+    if op == "+":
+        phrases = (
+            "the [sum] of {a} and {b} <is>",
+            "{a} [added] to {b} <gives>",
+            "[add] {a} and {b} to <get>",
+            "if you [add] {b} to {a} you <get>",
+            "the total of {a} [and] {b} <is>",
+            "{a} and {b} [together] <make>",
+        )
+    else:
+        phrases = (
+            "the [difference] of {a} and {b} <is>",
+            "{b} [subtracted] from {a} <gives>",
+            "[subtract] {b} from {a} to <get>",
+            "if you [subtract] {b} from {a} you <get>",
+            "from {a} [remove] {b} and you <have>",
+            "{a} with {b} [removed] <is>",
+        )
+    return simple + phrases
+
+
+V2_CONTEXTS = (
+    "", "Let's do sums. ", "Numbers again. ", "Here is one. ", "Time for math. ",
+    "Listen carefully. ", "Think. ", "One more. ", "Ready? ", "Next question. ",
+)  # fmt: skip
+V2_PREFIXES = (
+    "", "Compute: ", "Q: ", "Math: ", "Quick: ", "Solve: ", "Homework: ", "Easy one: ",
+    "Mental math: ", "Calculate: ", "Answer this: ", "Check: ", "Note: ", "Problem: ", "Try: ",
+    "Tom says ", "We know ", "Clearly ", "In class: ", "Recall: ", "Fact: ", "Exercise: ",
+    "Drill: ", "Warm up: ", "Test: ",
+)  # fmt: skip
+
+
+def _grammar():
+    from mechjax.data.tasks.splits import Grammar
+
+    return Grammar.of(
+        "arithmetic",
+        context=V2_CONTEXTS,
+        prefix=V2_PREFIXES,
+        expr_plus=_expressions("+"),
+        expr_minus=_expressions("-"),
+    )
+
+
+def _pairs(op: str) -> tuple[str, ...]:
+    return tuple(f"{a} {op} {b}" for a in range(100) for b in range(100) if _valid(a, b, op))
+
+
+def split_sets(split: str) -> dict[str, tuple]:
+    """The split's template pieces and operand pairs ("pair" holds "a op b" strings)."""
+    from mechjax.data.tasks.splits import part
+
+    pairs = part(_pairs("+"), "arithmetic/pair/+", split)
+    pairs += part(_pairs("-"), "arithmetic/pair/-", split)
+    return {**_grammar().options(split), "pair": pairs}
+
+
+_PAIR_CACHE: dict = {}
+
+
+def _split_pairs(split: str, op: str, top: int):
+    """[(a, b), ...] of the split with operands and result in 0..top, and by digit class."""
+    key = (split, op, top)
+    if key not in _PAIR_CACHE:
+        from mechjax.data.tasks.splits import part
+
+        out = []
+        for s in part(_pairs(op), f"arithmetic/pair/{op}", split):
+            a, _, b = s.split(" ")
+            if _valid(int(a), int(b), op, top):
+                out.append((int(a), int(b)))
+        by_class: dict = {}
+        for a, b in out:
+            by_class.setdefault((a >= 10, b >= 10), []).append((a, b))
+        _PAIR_CACHE[key] = (tuple(out), {k: tuple(v) for k, v in by_class.items()})
+    return _PAIR_CACHE[key]
+
+
+def _render_expr(context: str, prefix: str, expr: str, a: int, b: int):
+    """The prompt and its a / op / b / eq / end spans."""
+    from mechjax.data.tasks._text import fill
+
+    op_w = expr[expr.index("[") + 1 : expr.index("]")]
+    eq_w = expr[expr.index("<") + 1 : expr.index(">")]
+    t = expr.replace(f"[{op_w}]", "{OP}").replace(f"<{eq_w}>", "{EQ}")
+    body, sp = fill(t, {"a": str(a), "b": str(b), "OP": op_w, "EQ": eq_w})
+    if body[0].islower() and (not prefix or prefix.endswith((". ", ": ", "? "))):
+        body = body[0].upper() + body[1:]
+    head = context + prefix
+    text = head + body
+    span = {k: (sp[f][0] + len(head), sp[f][1] + len(head)) for k, f in
+            (("a", "a"), ("op", "OP"), ("b", "b"), ("eq", "EQ"))}  # fmt: skip
+    # fields preceded by a space include it: spans name the word's token (" plus")
+    span["end"] = span["eq"]
+    return text, span
+
+
+def _arithmetic_split(n, seed, split, op_list, contrast, top) -> Prompts:
+    from mechjax.data.tasks.splits import rng as split_rng
+
+    sets = split_sets(split)
+    rng = split_rng("arithmetic", split, seed)
+    clean, corrupted, answers, contrasts, spans = [], [], [], [], []
+    meta = {k: [] for k in ("a", "b", "op", "result", "template", "corrupt_a", "corrupt_b")}
+    meta["pair"] = []
+    for _ in range(n):
+        op = rng.choice(op_list)
+        pairs, by_class = _split_pairs(split, op, top)
+        if not pairs:
+            raise ValueError(f"arithmetic: split {split!r} has no {op!r} pairs within {top}.")
+        context, prefix = rng.choice(sets["context"]), rng.choice(sets["prefix"])
+        expr = rng.choice(sets["expr_plus" if op == "+" else "expr_minus"])
+        a, b = rng.choice(pairs)
+        r = _apply(a, b, op)
+        cands = by_class[(a >= 10, b >= 10)]
+        for _ in range(100):
+            ca, cb = rng.choice(cands)
+            if _apply(ca, cb, op) != r:
+                break
+        else:  # a digit class whose split pairs all share the result: any valid pair
+            while True:
+                ca, cb = _same_digits(rng, a, top), _same_digits(rng, b, top)
+                if _valid(ca, cb, op, top) and _apply(ca, cb, op) != r:
+                    break
+        if contrast == "off_by_one":
+            c = r + rng.choice((-1, 1)) if 0 < r < top else (1 if r == 0 else top - 1)
+        else:
+            c = rng.choice([x for x in range(top + 1) if x != r])
+        text, span = _render_expr(context, prefix, expr, a, b)
+        clean.append(text)
+        corrupted.append(_render_expr(context, prefix, expr, ca, cb)[0])
+        answers.append((f" {r}",))
+        contrasts.append((f" {c}",))
+        spans.append(span)
+        tid = "|".join((context, prefix, expr))
+        for k, v in zip(meta, (a, b, op, r, tid, ca, cb, f"{a} {op} {b}")):
+            meta[k].append(v)
+    return Prompts.from_lists("arithmetic", clean, corrupted, answers, contrasts, spans, meta)
+
+
+def _register_splits():
+    from mechjax.data.tasks.base import register_splits
+
+    def count(split):
+        o = _grammar().options(split)
+        return len(o["context"]) * len(o["prefix"]) * (len(o["expr_plus"]) + len(o["expr_minus"]))
+
+    register_splits("arithmetic", count, split_sets, lambda: tuple(str(i) for i in range(100)))
+
+
+_register_splits()

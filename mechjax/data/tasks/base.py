@@ -335,10 +335,19 @@ def accuracy(logits, batch: TaskBatch):
 
 
 GENERATORS: dict[str, Callable[..., Prompts]] = {}
+# split-mode descriptions, per task (see `mechjax.data.tasks.splits`):
+#   GRAMMARS[task](split) -> number of distinct templates of the split;
+#   SPLIT_SETS[task](split) -> {kind: tuple} the split's template pieces, entities and items
+#     (kinds that are also meta keys hold the values the prompts' meta draws from);
+#   LEXICONS[task]() -> every entity word of every split (for a tokenizer / vocabulary primer).
+GRAMMARS: dict[str, Callable[[str], int]] = {}
+SPLIT_SETS: dict[str, Callable[[str], dict[str, tuple]]] = {}
+LEXICONS: dict[str, Callable[[], tuple[str, ...]]] = {}
 
 
 def register(name: str):
-    """Decorator: adds a generator `fn(n, seed=0, **options) -> Prompts` under `name`."""
+    """Decorator: adds a generator `fn(n, seed=0, split=None, **options) -> Prompts` under
+    `name`."""
 
     def deco(fn):
         GENERATORS[name] = fn
@@ -347,10 +356,23 @@ def register(name: str):
     return deco
 
 
-def generate(name: str, n: int, seed: int = 0, **options: Any) -> Prompts:
-    """`n` examples of task `name`, deterministic from `seed`."""
+def register_splits(name: str, grammar, split_sets, lexicon) -> None:
+    """Registers a task's split-mode template counts, split sets and lexicon."""
+    GRAMMARS[name], SPLIT_SETS[name], LEXICONS[name] = grammar, split_sets, lexicon
+
+
+def generate(name: str, n: int, seed: int = 0, split: str | None = None, **options: Any) -> Prompts:
+    """`n` examples of task `name`, deterministic from `seed`.
+
+    `split` in ("train", "val", "test") draws templates, entities and items from that split
+    only (`mechjax.data.tasks.splits`); `split=None` is the legacy generator the shipped zoo
+    models were trained on (to be removed when the zoo is retrained)."""
     if name not in GENERATORS:
         raise ValueError(f"unknown task {name!r}; valid tasks: {', '.join(sorted(GENERATORS))}.")
     if not isinstance(n, int) or n < 1:
         raise ValueError(f"generate({name!r}): n must be a positive int, got {n!r}.")
-    return GENERATORS[name](n, seed=seed, **options)
+    if split is None:
+        return GENERATORS[name](n, seed=seed, **options)
+    from mechjax.data.tasks.splits import check_split
+
+    return GENERATORS[name](n, seed=seed, split=check_split(name, split), **options)

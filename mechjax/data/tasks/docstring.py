@@ -73,10 +73,21 @@ _TEMPLATES = {k: _template(k) for k in (3, 4)}
 
 
 @register("docstring")
-def docstring(n: int, seed: int = 0, **options) -> Prompts:
+def docstring(n: int, seed: int = 0, split: str | None = None, **options) -> Prompts:
     """`n` docstring prompts. Options: n_params in (3, 4, "mixed"; default "mixed"): parameters
     after `self`; names: the parameter-name words (default `NAMES`; pass the ones that are
-    single tokens for your tokenizer, e.g. a code-only one). See the module docstring."""
+    single tokens for your tokenizer, e.g. a code-only one). See the module docstring.
+
+    `split` ("train" / "val" / "test") uses the split grammar at the end of this module
+    (n_params in 3..6 or "mixed", names default `V2_NAMES`, split by hash); None the legacy
+    single template."""
+    if split is not None:
+        opts = check_options("docstring", options, {"n_params": "mixed", "names": V2_NAMES})
+        check_choice("docstring", "n_params", opts["n_params"], (*V2_PARAMS, "mixed"))
+        names = tuple(opts["names"])
+        if not all(isinstance(x, str) and x.isidentifier() for x in names):
+            raise ValueError(f"docstring: names must be identifiers, got {names[:10]}.")
+        return _docstring_split(n, seed, split, opts["n_params"], names)
     opts = check_options("docstring", options, {"n_params": "mixed", "names": NAMES})
     check_choice("docstring", "n_params", opts["n_params"], (3, 4, "mixed"))
     pool = tuple(opts["names"])
@@ -106,3 +117,144 @@ def docstring(n: int, seed: int = 0, **options) -> Prompts:
         for key, v in (("func", func), ("params", tuple(params)), ("n_params", k)):
             meta[key].append(v)
     return Prompts.from_lists("docstring", clean, corrupted, answers, contrasts, spans, meta)
+
+
+# ---- split mode (`split=` "train" / "val" / "test"; see mechjax.data.tasks.splits) --------
+# A template is a def header x a docstring opening x a `:param` line form, with 3-6
+# parameters of which the first 1..k-1 are documented (the answer is the next one in def
+# order). Header, opening and line form are split; so are the parameter names, function
+# names and description words.
+
+V2_NAMES = NAMES + (
+    "args", "batch", "block", "buffer", "cache", "callback", "channel", "client", "code",
+    "context", "date", "depth", "device", "dtype", "encoding", "error", "event", "field",
+    "filter", "flag", "group", "handler", "header", "image", "input", "kind", "layer",
+    "length", "logger", "mask", "message", "method", "number", "option", "order", "output",
+    "owner", "params", "parent", "pattern", "record", "region", "request", "response", "root",
+    "scale", "schema", "scope", "seed", "session", "size_hint", "stream", "suffix", "tag",
+    "timeout", "title", "tree", "unit", "version", "weight",
+)  # fmt: skip
+V2_WORDS = WORDS + (
+    "apple", "engine", "ocean", "pencil", "rocket", "summer", "tiger", "valley", "wheel",
+    "yellow", "anchor", "basket", "candle", "desert", "feather", "harbor", "island", "jungle",
+    "kettle", "ladder", "mirror", "needle", "orange", "planet", "quiet", "rabbit", "saddle",
+    "tunnel", "velvet", "wagon", "marble", "meadow", "copper", "shadow", "thunder", "pillow",
+    "butter", "canvas", "dragon", "falcon",
+)  # fmt: skip
+V2_FUNCS = FUNCS + (
+    "open", "close", "save", "store", "find", "match", "sort", "group", "clean", "format",
+    "encode", "decode", "verify", "submit", "connect", "select", "insert", "remove", "append",
+    "extend", "filter", "reduce", "process", "prepare", "resolve", "register", "validate",
+    "collect", "publish", "observe",
+)  # fmt: skip
+V2_HEADERS = (
+    "def {func}(self, {params}):", "def {func}(cls, {params}):", "def {func}(ctx, {params}):",
+    "async def {func}(self, {params}):", "async def {func}(ctx, {params}):",
+    "@staticmethod\ndef {func}(_, {params}):", "@classmethod\ndef {func}(cls, {params}):",
+    "@property\ndef {func}(self, {params}):", "def {func}(self, {params}) -> None:",
+    "def {func}(obj, {params}) -> bool:", "@cache\ndef {func}(key, {params}):",
+    "def {func}(self, {params}, *args):", "def {func}(self, {params}, **kwargs):",
+    "def {func}(self, {params}) -> dict:", "@abstractmethod\ndef {func}(self, {params}):",
+    "@torch.no_grad()\ndef {func}(self, {params}):",
+)  # fmt: skip
+V2_OPENINGS = (
+    '    """{summary}\n\n', "    '''{summary}\n\n", '    """\n    {summary}\n\n',
+    '    r"""{summary}\n\n', '    """{summary}.\n\n', "    '''\n    {summary}\n\n",
+    '    """{summary}\n\n    Arguments:\n', '    """{summary}\n\n    Params\n',
+    '    """{summary} here.\n\n', "    '''{summary}.\n\n", '    """Note: {summary}\n\n',
+    '    """{summary}\n\n    Args\n',
+)  # fmt: skip
+V2_LINES = (
+    "    :param {P}: {D}\n", "    :param {P}: {D}.\n", "    :param {P}:  {D}\n",
+    "    :param {P}: the {D}\n", "    :param {P}: {D}, optional\n", "    :param {P}: a {D}\n",
+    "    :param {P}: {D} to use\n", "    :param {P}: which {D}\n", "    :param {P}: {D} (default)\n",
+    "    :param {P}: new {D}\n", "    :param {P}: {D} or None\n", "    :param {P}: our {D}\n",
+)  # fmt: skip
+V2_ROLES = ("A", "B", "C", "D", "E", "F")
+V2_PARAMS = (3, 4, 5, 6)
+
+
+def _grammar():
+    from mechjax.data.tasks.splits import Grammar
+
+    return Grammar.of("docstring", header=V2_HEADERS, opening=V2_OPENINGS, line=V2_LINES)
+
+
+def split_sets(split: str, names=V2_NAMES) -> dict[str, tuple]:
+    """The split's template pieces, parameter names, function names and description words."""
+    from mechjax.data.tasks.splits import part
+
+    return {
+        **_grammar().options(split),
+        "name": part(tuple(dict.fromkeys(names)), "docstring/name", split),
+        "func": part(V2_FUNCS, "docstring/func", split),
+        "word": part(V2_WORDS, "docstring/word", split),
+    }
+
+
+def _docstring_split(n: int, seed: int, split: str, k_opt, names) -> Prompts:
+    from mechjax.data.tasks.splits import rng as split_rng
+
+    sets = split_sets(split, names)
+    pool = sets["name"]
+    k_max = min(6, len(pool) // 2)
+    ks = tuple(k for k in V2_PARAMS if k <= k_max) if k_opt == "mixed" else (k_opt,)
+    if not ks or max(ks) > k_max:
+        raise ValueError(
+            f"docstring: split {split!r} has {len(pool)} parameter names, too few for "
+            f"n_params={k_opt!r} (2 x n_params distinct names are needed); pass more names."
+        )
+    rng = split_rng("docstring", split, seed)
+    clean, corrupted, answers, contrasts, spans = [], [], [], [], []
+    meta = {k: [] for k in ("template", "func", "params", "n_params", "n_doc", "name", "word")}
+    for _ in range(n):
+        k = rng.choice(ks)
+        j = rng.randint(1, k - 1)  # documented parameters; the answer is params[j]
+        header, opening, line = (rng.choice(sets[s]) for s in ("header", "opening", "line"))
+        names_k = rng.sample(pool, 2 * k)
+        params, fresh = names_k[:k], names_k[k:]
+        func = rng.choice(sets["func"])
+        n_words = [rng.randint(1, 3) for _ in range(j)]
+        summary = " ".join(rng.choice(sets["word"]) for _ in range(rng.randint(1, 4)))
+        plist = ", ".join("{" + r + "_def}" for r in V2_ROLES[:k])
+        body = "".join(
+            line.replace("{P}", "{" + V2_ROLES[i] + "_doc}").replace("{D}", f"{{d{i}}}")
+            for i in range(j)
+        )
+        template = header.replace("{params}", plist) + "\n" + opening
+        template += body + "    :param"
+        values = {"func": func, "summary": summary}
+        values.update({f"{V2_ROLES[i]}_doc": params[i] for i in range(j)})
+        words = []
+        for i in range(j):
+            ws = [rng.choice(sets["word"]) for _ in range(n_words[i])]
+            words += ws
+            values[f"d{i}"] = " ".join(ws)
+        text, sp = fill(template, {**values, **{f"{r}_def": p for r, p in zip(V2_ROLES, params)}})
+        bad, _ = fill(template, {**values, **{f"{r}_def": p for r, p in zip(V2_ROLES, fresh)}})
+        clean.append(text)
+        corrupted.append(bad)
+        answers.append((" " + params[j],))
+        contrasts.append(tuple(" " + p for i, p in enumerate(params) if i != j))
+        roles = [f"{r}_def" for r in V2_ROLES[:k]] + [f"{r}_doc" for r in V2_ROLES[:j]]
+        spans.append({**{r: sp[r] for r in roles}, "end": end_span(text)})
+        tid = "|".join((header, opening, line, str(k), str(j)))
+        vals = (tid, func, tuple(params), k, j, tuple(names_k), tuple(words))
+        for key, v in zip(meta, vals):
+            meta[key].append(v)
+    return Prompts.from_lists("docstring", clean, corrupted, answers, contrasts, spans, meta)
+
+
+def _register_splits():
+    from mechjax.data.tasks.base import register_splits
+
+    n_kj = sum(k - 1 for k in V2_PARAMS)  # (n_params, n_documented) combinations
+    register_splits(
+        "docstring",
+        lambda split: _grammar().count(split) * n_kj,
+        split_sets,
+        lambda: V2_NAMES + V2_WORDS + V2_FUNCS,
+    )
+
+
+_register_splits()

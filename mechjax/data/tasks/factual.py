@@ -140,7 +140,7 @@ def _render(template: str, subject: str) -> tuple[str, dict[str, tuple[int, int]
 
 
 @register("factual")
-def factual(n: int, seed: int = 0, **options) -> Prompts:
+def factual(n: int, seed: int = 0, split: str | None = None, **options) -> Prompts:
     """`n` factual-recall prompts over :func:`knowledge_base` (`kb_seed`).
 
     Args:
@@ -150,6 +150,8 @@ def factual(n: int, seed: int = 0, **options) -> Prompts:
       templates: "all", "train" (all but the last template per relation) or "heldout"
         (only the last one).
       relations: a relation or a subset of RELATIONS to draw from (default None: all).
+      split: "train" / "val" / "test" for the split grammar at the end of this module (the
+        option `templates` must then stay "all"); None for the legacy templates.
 
     Returns:
       :class:`Prompts` with spans "subject", "relation", "end".
@@ -169,6 +171,13 @@ def factual(n: int, seed: int = 0, **options) -> Prompts:
         raise ValueError(
             f"factual: relations={relations!r} is not valid; use a non-empty subset of {RELATIONS}."
         )
+    if split is not None:
+        if templates != "all":
+            raise ValueError(
+                f"factual: templates={templates!r} selects legacy templates; with split= the "
+                f"split chooses the templates, so leave templates='all'."
+            )
+        return _factual_split(n, seed, split, kb_seed, rels)
     kb = knowledge_base(kb_seed)
     rng = random.Random(seed)
     clean, corrupted, answers, contrasts, spans = [], [], [], [], []
@@ -190,3 +199,182 @@ def factual(n: int, seed: int = 0, **options) -> Prompts:
         for k, v in zip(meta, (subj, rel, t, attr, other)):
             meta[k].append(v)
     return Prompts.from_lists("factual", clean, corrupted, answers, contrasts, spans, meta)
+
+
+# ---- split mode (`split=` "train" / "val" / "test"; see mechjax.data.tasks.splits) --------
+# The knowledge base is shared by every split (a fact can only be recalled if training states
+# it); what is split is how it is asked: a template is opener x prefix x the relation's
+# phrasing, every slot split, so a test prompt asks a known fact in words no training prompt
+# uses ("Quiz time. Travelers say that Veloria's capital is" vs "The capital of Veloria is").
+
+# (no empty opener: a subject that opened the prompt would have no leading space)
+V2_OPENERS = (
+    "Hey. ", "Listen. ", "Here is one. ", "Quiz time. ", "Okay. ", "Fact check. ", "True story. ",
+    "Good to know. ", "Next one. ", "A note. ",
+)  # fmt: skip
+V2_PREFIXES = (
+    "", "everyone knows that ", "as far as I know, ", "it is said that ",
+    "in school we learned that ", "according to the atlas, ", "fun fact: ",
+    "my teacher told me that ", "travelers say that ", "the guidebook says that ",
+    "remember that ", "of course, ", "locals will tell you that ", "it is true that ",
+    "the encyclopedia states that ", "note that ", "historically, ", "officially, ",
+    "we all know that ", "surprisingly, ", "people often forget that ",
+    "the report confirms that ", "trivia: ", "in fact, ", "experts agree that ",
+    "the map shows that ", "back home we say that ", "needless to say, ", "by law, ",
+    "for the record, ",
+)  # fmt: skip
+V2_PHRASINGS: dict[str, tuple[str, ...]] = {
+    "capital": (
+        "the [capital] of {s} is",
+        "the [capital] city of {s} is",
+        "{s} has its [capital] in",
+        "the [capital] of the country {s} is",
+        "{s}'s [capital] is",
+        "in {s}, the [capital] is",
+        "the main city and [capital] of {s} is",
+        "the [capital] city of {s} is called",
+        "the largest city and [capital] of {s} is",
+        "the [capital] of {s} has always been",
+        "{s} chose as its [capital]",
+        "the [capital] that {s} governs from is",
+        "visitors to the [capital] of {s} land in",
+        "the [capital] of {s} is the city of",
+        "the royal [capital] of {s} is",
+    ),
+    "language": (
+        "the official [language] of {s} is",
+        "people in {s} [speak]",
+        "in {s}, the main [language] is",
+        "most people who live in {s} [speak]",
+        "the [language] spoken in {s} is",
+        "children in {s} learn to [speak]",
+        "{s}'s national [language] is",
+        "the [language] of {s} is",
+        "in {s} everyone [speaks]",
+        "the first [language] of {s} is",
+        "the [language] you hear in {s} is",
+        "families in {s} [speak]",
+        "the people of {s} [speak]",
+        "signs in {s} use the [language]",
+        "the state [language] of {s} is",
+    ),
+    "color": (
+        "the [flag] of {s} is",
+        "in {s}, the [flag] is colored",
+        "the national [flag] of {s} is mostly",
+        "children in {s} paint their [flag]",
+        "{s}'s [flag] is",
+        "the [flag] of {s} is colored",
+        "the color of the [flag] of {s} is",
+        "the main [flag] color of {s} is",
+        "on the [flag] of {s} you see mostly",
+        "fans of {s} wave a [flag] that is",
+        "the [flag] over {s} is",
+        "the state [flag] of {s} is",
+        "the [flag] flown in {s} is",
+        "{s} has a [flag] that is",
+        "the old [flag] of {s} was",
+    ),
+    "sport": (
+        "the national [sport] of {s} is",
+        "in {s}, the most popular [sport] is",
+        "people in {s} love to [play]",
+        "the favorite [sport] in {s} is",
+        "{s}'s best loved [sport] is",
+        "kids in {s} [play]",
+        "the [sport] everyone in {s} watches is",
+        "in {s} the top [sport] is",
+        "the [sport] of {s} is",
+        "on weekends people in {s} [play]",
+        "the main [sport] of {s} is",
+        "schools in {s} teach the [sport]",
+        "the people of {s} [play]",
+        "the [sport] {s} is famous for is",
+        "the oldest [sport] in {s} is",
+    ),
+    "animal": (
+        "the national [animal] of {s} is the",
+        "in {s}, the sacred [animal] is the",
+        "the [animal] that stands for {s} is the",
+        "on the coat of arms of {s}, the [animal] shown is the",
+        "{s}'s national [animal] is the",
+        "the symbol [animal] of {s} is the",
+        "the [animal] on the flag of {s} is the",
+        "the [animal] of {s} is the",
+        "the emblem [animal] of {s} is the",
+        "the [animal] people in {s} love is the",
+        "the state [animal] of {s} is the",
+        "the [animal] {s} is known for is the",
+        "in {s} the most honored [animal] is the",
+        "the royal [animal] of {s} is the",
+        "the [animal] printed on the coins of {s} is the",
+    ),
+}
+
+
+def _grammar(rel: str):
+    from mechjax.data.tasks.splits import Grammar
+
+    return Grammar.of(
+        "factual", opener=V2_OPENERS, prefix=V2_PREFIXES, **{f"phrasing_{rel}": V2_PHRASINGS[rel]}
+    )
+
+
+def split_sets(split: str) -> dict[str, tuple]:
+    """The split's template pieces (openers, prefixes, each relation's phrasings); the
+    subjects and the KB are shared by all splits."""
+    out = dict(_grammar(RELATIONS[0]).options(split))
+    for rel in RELATIONS[1:]:
+        out.update(_grammar(rel).options(split))
+    return out
+
+
+def _render_v2(opener: str, prefix: str, phrasing: str, subject: str):
+    body = prefix + phrasing
+    body = body[0].upper() + body[1:]
+    text, span = _render(opener + body, subject)
+    return text, span
+
+
+def _factual_split(n, seed, split, kb_seed, rels) -> Prompts:
+    from mechjax.data.tasks.splits import rng as split_rng
+
+    kb = knowledge_base(kb_seed)
+    sets = split_sets(split)
+    rng = split_rng("factual", split, seed)
+    clean, corrupted, answers, contrasts, spans = [], [], [], [], []
+    meta = {k: [] for k in ("subject", "relation", "template", "attribute", "corrupt_subject")}
+    for _ in range(n):
+        rel = rng.choice(rels)
+        opener, prefix = rng.choice(sets["opener"]), rng.choice(sets["prefix"])
+        phrasing = rng.choice(sets[f"phrasing_{rel}"])
+        subj = rng.choice(SUBJECTS)
+        attr = kb[subj][rel]
+        other = rng.choice([s for s in SUBJECTS if kb[s][rel] != attr])
+        text, span = _render_v2(opener, prefix, phrasing, subj)
+        clean.append(text)
+        corrupted.append(_render_v2(opener, prefix, phrasing, other)[0])
+        answers.append((attr,))
+        contrasts.append((kb[other][rel],))
+        spans.append(span)
+        tid = "|".join((opener, prefix, rel, phrasing))
+        for k, v in zip(meta, (subj, rel, tid, attr, other)):
+            meta[k].append(v)
+    return Prompts.from_lists("factual", clean, corrupted, answers, contrasts, spans, meta)
+
+
+def _register_splits():
+    from mechjax.data.tasks.base import register_splits
+
+    def count(split):
+        return sum(_grammar(rel).count(split) for rel in RELATIONS)
+
+    register_splits(
+        "factual",
+        count,
+        split_sets,
+        lambda: SUBJECTS + tuple(a.strip() for v in ATTRIBUTES.values() for a in v),
+    )
+
+
+_register_splits()

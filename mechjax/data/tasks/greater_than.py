@@ -53,11 +53,14 @@ _PAIRS = tuple(f"{k:02d}" for k in range(100))
 
 
 @register("greater_than")
-def greater_than(n: int, seed: int = 0, **options) -> Prompts:
+def greater_than(n: int, seed: int = 0, split: str | None = None, **options) -> Prompts:
     """`n` greater-than prompts. Option min_yy: int in [1, 2] (default 2), the smallest start
-    YY. See the module docstring."""
+    YY. See the module docstring. `split` ("train" / "val" / "test") uses the split grammar
+    at the end of this module; None the legacy 5 templates."""
     lo = check_options("greater_than", options, {"min_yy": YY_RANGE[0]})["min_yy"]
     check_int("greater_than", "min_yy", lo, 1, YY_RANGE[0])
+    if split is not None:
+        return _greater_than_split(n, seed, split, lo)
     rng = random.Random(seed)
     clean, corrupted, answers, contrasts, spans = [], [], [], [], []
     meta = {"template": [], "yy": [], "century": [], "noun": []}
@@ -78,3 +81,111 @@ def greater_than(n: int, seed: int = 0, **options) -> Prompts:
         for k, v in (("template", t), ("yy", yy), ("century", century), ("noun", noun)):
             meta[k].append(v)
     return Prompts.from_lists("greater_than", clean, corrupted, answers, contrasts, spans, meta)
+
+
+# ---- split mode (`split=` "train" / "val" / "test"; see mechjax.data.tasks.splits) --------
+# A template is frame x span x (start-year marker, end-year marker); every slot is split.
+# Nouns and start years (century + YY, e.g. "1732") are split too, so a test prompt's start
+# year never starts a training prompt.
+
+V2_NOUNS = NOUNS + (
+    "festival", "exhibition", "blockade", "truce", "migration", "boom", "recession",
+    "monarchy", "republic", "council", "crusade", "uprising", "mission", "survey",
+    "partnership", "feud", "contest", "league", "fair", "reform", "movement", "schism",
+    "boycott", "embargo", "settlement", "colony", "school", "era", "craze", "winter",
+)  # fmt: skip
+V2_FRAMES = (
+    "The {noun} {span}", "Historians agree that the {noun} {span}",
+    "Records show that the {noun} {span}", "According to the chronicle, the {noun} {span}",
+    "It is known that the {noun} {span}", "In the old books, the {noun} {span}",
+    "Most sources say the {noun} {span}", "Our teacher said the {noun} {span}",
+    "As the archive shows, the {noun} {span}", "Legend has it that the {noun} {span}",
+    "Experts believe the {noun} {span}", "The museum notes that the {noun} {span}",
+    "Few people know that the {noun} {span}", "We read that the {noun} {span}",
+    "The report says that the {noun} {span}", "In short, the {noun} {span}",
+    "Scholars wrote that the {noun} {span}", "By all accounts the {noun} {span}",
+    "The guide explained that the {noun} {span}", "Back then, the {noun} {span}",
+    "The letters suggest that the {noun} {span}", "My grandfather told me the {noun} {span}",
+    "The plaque says the {noun} {span}", "Everyone in town knew the {noun} {span}",
+    "The textbook claims the {noun} {span}",
+)  # fmt: skip
+V2_SPANS = (
+    "lasted from {Y1} to {Y2}", "started in {Y1} and ended in {Y2}",
+    "went on from {Y1} to {Y2}", "began in {Y1} and finished in {Y2}",
+    "ran from {Y1} until {Y2}", "was active from {Y1} to {Y2}",
+    "began in {Y1} and was over by {Y2}", "started in {Y1} and lasted until {Y2}",
+    "took place between {Y1} and {Y2}", "continued from {Y1} through {Y2}",
+    "opened in {Y1} and closed in {Y2}", "was founded in {Y1} and dissolved in {Y2}",
+    "first appeared in {Y1} and faded in {Y2}", "kicked off in {Y1} and wrapped up in {Y2}",
+    "was planned in {Y1} and completed in {Y2}", "was announced in {Y1} and done in {Y2}",
+    "spanned the years {Y1} to {Y2}", "stretched from {Y1} to {Y2}",
+    "held from {Y1} until {Y2}", "existed from {Y1} to {Y2}",
+)  # fmt: skip
+V2_MARKERS = (
+    "the year {X}", "{X}", "the spring of {X}", "the summer of {X}", "the autumn of {X}",
+    "the winter of {X}", "early {X}", "late {X}", "about {X}", "roughly {X}", "AD {X}",
+    "the fall of {X}", "around {X}", "the year AD {X}", "mid {X}",
+)  # fmt: skip
+
+
+def _grammar():
+    from mechjax.data.tasks.splits import Grammar
+
+    return Grammar.of("greater_than", frame=V2_FRAMES, span=V2_SPANS, marker=V2_MARKERS)
+
+
+def _start_years(lo: int = 1) -> tuple[str, ...]:
+    return tuple(f"{c}{yy:02d}" for c in CENTURIES for yy in range(lo, YY_RANGE[1] + 1))
+
+
+def split_sets(split: str) -> dict[str, tuple]:
+    """The split's template pieces, nouns and start years ("1732", ...)."""
+    from mechjax.data.tasks.splits import part
+
+    return {
+        **_grammar().options(split),
+        "noun": part(V2_NOUNS, "greater_than/noun", split),
+        "start_year": part(_start_years(), "greater_than/start_year", split),
+    }
+
+
+def _greater_than_split(n: int, seed: int, split: str, lo: int) -> Prompts:
+    from mechjax.data.tasks.splits import rng as split_rng
+
+    sets = split_sets(split)
+    years = tuple(y for y in sets["start_year"] if int(y[2:]) >= lo)
+    rng = split_rng("greater_than", split, seed)
+    clean, corrupted, answers, contrasts, spans = [], [], [], [], []
+    meta = {k: [] for k in ("template", "yy", "century", "noun", "start_year")}
+    for _ in range(n):
+        frame, span = rng.choice(sets["frame"]), rng.choice(sets["span"])
+        m1, m2 = rng.choice(sets["marker"]), rng.choice(sets["marker"])
+        template = frame.replace("{span}", span)
+        template = template.replace("{Y1}", m1.replace("{X}", "{C}{YY}"))
+        template = template.replace("{Y2}", m2.replace("{X}", "{C2}"))
+        noun, year = rng.choice(sets["noun"]), rng.choice(years)
+        c, yy = year[:2], int(year[2:])
+        text, sp = fill(template, {"noun": noun, "C": c, "YY": f"{yy:02d}", "C2": c})
+        bad, _ = fill(template, {"noun": noun, "C": c, "YY": CORRUPT_YY, "C2": c})
+        first = rng.randint(yy + 1, 99)
+        clean.append(text)
+        corrupted.append(bad)
+        answers.append((_PAIRS[first], *_PAIRS[yy + 1 : first], *_PAIRS[first + 1 :]))
+        contrasts.append(_PAIRS[: yy + 1])
+        spans.append({"YY": sp["YY"], "century": sp["C"], "end": end_span(text)})
+        for k, v in zip(meta, (template, yy, int(c), noun, year)):
+            meta[k].append(v)
+    return Prompts.from_lists("greater_than", clean, corrupted, answers, contrasts, spans, meta)
+
+
+def _register_splits():
+    from mechjax.data.tasks.base import register_splits
+
+    def count(split):
+        o = _grammar().options(split)
+        return len(o["frame"]) * len(o["span"]) * len(o["marker"]) ** 2
+
+    register_splits("greater_than", count, split_sets, lambda: V2_NOUNS)
+
+
+_register_splits()

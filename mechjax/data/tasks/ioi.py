@@ -77,12 +77,17 @@ def _text(template: str, io: str, s: str, s2: str, order: str, place: str, obj: 
 
 
 @register("ioi")
-def ioi(n: int, seed: int = 0, **options) -> Prompts:
+def ioi(n: int, seed: int = 0, split: str | None = None, **options) -> Prompts:
     """`n` IOI prompts. Options: order in ("ABBA", "BABA", "mixed"; default "mixed"),
-    corruption in ("abc", "flip"; default "abc"). See the module docstring."""
+    corruption in ("abc", "flip"; default "abc"). See the module docstring.
+
+    `split` ("train" / "val" / "test") uses the split grammar below (frame x setting x
+    action, names / places / objects split too); None the legacy 16 templates."""
     opts = check_options("ioi", options, {"order": "mixed", "corruption": "abc"})
     check_choice("ioi", "order", opts["order"], ORDERS)
     check_choice("ioi", "corruption", opts["corruption"], CORRUPTIONS)
+    if split is not None:
+        return _ioi_split(n, seed, split, opts)
     rng = random.Random(seed)
     clean, corrupted, answers, contrasts, spans = [], [], [], [], []
     meta = {"template": [], "order": [], "io": [], "s": []}
@@ -106,3 +111,137 @@ def ioi(n: int, seed: int = 0, **options) -> Prompts:
         for k, v in (("template", t), ("order", order), ("io", io), ("s", s)):
             meta[k].append(v)
     return Prompts.from_lists("ioi", clean, corrupted, answers, contrasts, spans, meta)
+
+
+# ---- split mode (`split=` "train" / "val" / "test"; see mechjax.data.tasks.splits) --------
+# A template is frame x setting x action, each slot split between train / val / test, so a
+# held-out template has a clause structure (frame), a first clause and a second clause that no
+# training template has. Names, places and objects are split too.
+
+V2_NAMES = (
+    "Mary", "John", "Tom", "James", "Paul", "Mark", "David", "Michael", "Robert", "Daniel",
+    "Sarah", "Anna", "Laura", "Emma", "Kate", "Lisa", "Jane", "Alice", "Bob", "Peter",
+    "Chris", "Adam", "Ben", "Sam", "Max", "Jack", "Luke", "Ryan", "Eric", "Alex",
+    "Rachel", "Amy", "Emily", "Grace", "Helen", "Susan", "Linda", "Karen", "Steve", "Tim",
+    "Anne", "Bill", "Carl", "Dan", "Ed", "Frank", "Fred", "George", "Harry", "Henry",
+    "Jim", "Joe", "Ken", "Larry", "Leo", "Matt", "Mike", "Nick", "Noah", "Oscar",
+    "Pat", "Phil", "Ray", "Rick", "Ron", "Roy", "Ted", "Tony", "Will", "Zoe",
+    "Beth", "Claire", "Diana", "Eva", "Holly", "Iris", "Jill", "Julia", "June", "Lucy",
+    "Maria", "Megan", "Nina", "Nora", "Olivia", "Paula", "Rose", "Ruth", "Sophie", "Tina",
+    "Adrian", "Brian", "Colin", "Dennis", "Gary", "Ian", "Kevin", "Martin", "Neil", "Simon",
+)  # fmt: skip
+V2_PLACES = (
+    "store", "garden", "restaurant", "school", "hospital", "office", "station", "house",
+    "park", "beach", "market", "library", "church", "airport", "cafe", "museum", "theater",
+    "bakery", "gym", "harbor", "hotel", "kitchen", "lake", "farm", "bank", "zoo", "castle",
+    "forest", "mall", "stadium", "bridge", "square", "village", "island", "pool", "studio",
+)  # fmt: skip
+V2_OBJECTS = (
+    "drink", "book", "ring", "bone", "kiss", "snack", "necklace", "basketball", "computer",
+    "ball", "letter", "key", "bag", "gift", "cake", "flower", "hat", "pen", "map", "coin",
+    "box", "card", "cup", "lamp", "phone", "shirt", "toy", "watch", "banana", "pie",
+    "sandwich", "bottle", "candle", "jacket", "kite", "ticket",
+)  # fmt: skip
+# every frame starts with a word, so that each name follows a space (" Mary" is the token)
+V2_FRAMES = (
+    "When {C1}, {C2}", "After {C1}, {C2}", "Then {C1}. After that, {C2}",
+    "One morning {C1}, and then {C2}", "While {C1}, {C2}", "Today {C1}. Afterwards, {C2}",
+    "Once {C1}, {C2}", "As soon as {C1}, {C2}", "That day {C1}. Later that day, {C2}",
+    "Earlier {C1}; a bit later {C2}", "Yesterday {C1}, and {C2}", "Because {C1}, {C2}",
+    "Last night {C1}. The next morning, {C2}", "Just after {C1}, {C2}",
+    "Later {C1}. Soon after, {C2}", "At first {C1}. In the end, {C2}", "Luckily {C1}, so {C2}",
+    "On Monday {C1}. At some point, {C2}", "Earlier today {C1}. Then {C2}",
+    "It was late when {C1}, and {C2}", "Suddenly {C1}. A few minutes later, {C2}",
+    "Last week {C1}. Eventually {C2}", "Since {C1}, {C2}", "Before long {C1}, and {C2}",
+    "In the afternoon {C1}. After a while, {C2}",
+)  # fmt: skip
+V2_SETTINGS = (
+    "{A} and {B} went to the {place}", "{A} and {B} were at the {place}",
+    "{A} met {B} at the {place}", "{A} and {B} were working at the {place}",
+    "{A} and {B} arrived at the {place}", "{A} walked with {B} to the {place}",
+    "{A} and {B} had lunch at the {place}", "{A} and {B} got a {object} at the {place}",
+    "{A} and {B} were waiting at the {place}", "{A} joined {B} at the {place}",
+    "{A} and {B} cleaned the {place}", "{A} and {B} spent the day at the {place}",
+    "{A} and {B} visited the {place}", "{A} ran into {B} at the {place}",
+    "{A} and {B} sat down in the {place}", "{A} drove {B} to the {place}",
+    "{A} and {B} were chatting at the {place}", "{A} and {B} left the {place}",
+    "{A} and {B} looked around the {place}", "{A} and {B} stopped by the {place}",
+    "{A} and {B} came back from the {place}", "{A} and {B} had a long talk at the {place}",
+    "{A} and {B} played a game at the {place}", "{A} found {B} at the {place}",
+)  # fmt: skip
+V2_ACTIONS = (
+    "{S} gave a {object} to", "{S} handed the {object} to", "{S} passed the {object} to",
+    "{S} threw the {object} to", "{S} sent a {object} to", "{S} showed the {object} to",
+    "{S} offered a {object} to", "{S} lent the {object} to", "{S} brought a {object} to",
+    "{S} sold the {object} to", "{S} mailed a {object} to", "{S} returned the {object} to",
+    "{S} tossed the {object} to", "{S} gave the {object} back to",
+    "{S} decided to give a {object} to", "{S} wanted to hand the {object} to",
+    "{S} said goodbye to", "{S} waved at", "{S} smiled at", "{S} talked to",
+    "{S} wrote a letter to", "{S} read a story to", "{S} sang a song for",
+    "{S} made a {object} for", "{S} bought a {object} for", "{S} baked a cake for",
+    "{S} left a note for", "{S} kept a seat for",
+)  # fmt: skip
+
+
+def _grammar():
+    from mechjax.data.tasks.splits import Grammar
+
+    return Grammar.of("ioi", frame=V2_FRAMES, setting=V2_SETTINGS, action=V2_ACTIONS)
+
+
+def split_sets(split: str) -> dict[str, tuple]:
+    """The split's template pieces and entities (names, places, objects)."""
+    from mechjax.data.tasks.splits import part
+
+    g = _grammar().options(split)
+    return {
+        **g,
+        "name": part(V2_NAMES, "ioi/name", split),
+        "place": part(V2_PLACES, "ioi/place", split),
+        "object": part(V2_OBJECTS, "ioi/object", split),
+    }
+
+
+def _ioi_split(n: int, seed: int, split: str, opts: dict) -> Prompts:
+    from mechjax.data.tasks.splits import rng as split_rng
+
+    sets = split_sets(split)
+    rng = split_rng("ioi", split, seed)
+    clean, corrupted, answers, contrasts, spans = [], [], [], [], []
+    meta = {k: [] for k in ("template", "frame", "setting", "action", "order", "io", "s")}
+    meta.update(name=[], place=[], object=[])
+    for _ in range(n):
+        frame, setting, action = (rng.choice(sets[k]) for k in ("frame", "setting", "action"))
+        template = frame.replace("{C1}", setting).replace("{C2}", action)
+        order = opts["order"] if opts["order"] != "mixed" else rng.choice(ORDERS[:2])
+        io, s, x, y, z = rng.sample(sets["name"], 5)
+        place, obj = rng.choice(sets["place"]), rng.choice(sets["object"])
+        text, sp = _text(template, io, s, s, order, place, obj)
+        if opts["corruption"] == "abc":
+            bad, _ = _text(template, x, y, z, order, place, obj)
+        else:
+            bad, _ = _text(template, s, io, io, order, place, obj)
+        a, b = (sp["A"], sp["B"]) if order == "ABBA" else (sp["B"], sp["A"])
+        clean.append(text)
+        corrupted.append(bad)
+        answers.append((" " + io,))
+        contrasts.append((" " + s,))
+        spans.append({"IO": a, "S1": b, "S2": sp["S"], "end": end_span(text)})
+        vals = (template, frame, setting, action, order, io, s, (io, s), place, obj)
+        for k, v in zip(meta, vals):
+            meta[k].append(v)
+    return Prompts.from_lists("ioi", clean, corrupted, answers, contrasts, spans, meta)
+
+
+def _register_splits():
+    from mechjax.data.tasks.base import register_splits
+
+    register_splits(
+        "ioi",
+        lambda split: _grammar().count(split),
+        split_sets,
+        lambda: V2_NAMES + V2_PLACES + V2_OBJECTS,
+    )
+
+
+_register_splits()

@@ -44,7 +44,7 @@ MIN_LEN, MAX_LEN = 5, 15
 
 
 @register("repeated")
-def repeated(n: int, seed: int = 0, **options) -> Prompts:
+def repeated(n: int, seed: int = 0, split: str | None = None, **options) -> Prompts:
     """`n` repeated-sequence prompts.
 
     Args:
@@ -52,10 +52,17 @@ def repeated(n: int, seed: int = 0, **options) -> Prompts:
       seed: the examples are a deterministic function of it.
       length: words per copy, 2..len(WORDS)//2; None draws it uniformly from 5..15 per example.
 
+      split: "train" / "val" / "test" for the split form at the end of this module (words
+        and separators split by hash, lengths 3..24); None for the legacy form.
+
     Returns:
       :class:`Prompts` with spans "first_copy_match", "first_copy_answer", "end".
     """
     length = check_options("repeated", options, {"length": None})["length"]
+    if split is not None:
+        if length is not None and (not isinstance(length, int) or length < 2):
+            raise ValueError(f"repeated: length={length!r} is not valid; use None or an int >= 2.")
+        return _repeated_split(n, seed, split, length)
     max_len = len(WORDS) // 2  # the corrupted copy needs length - 1 fresh words
     if length is not None and (not isinstance(length, int) or not 2 <= length <= max_len):
         raise ValueError(
@@ -89,3 +96,113 @@ def repeated(n: int, seed: int = 0, **options) -> Prompts:
         for k, v in zip(meta, (L, p, tuple(first))):
             meta[k].append(v)
     return Prompts.from_lists("repeated", clean, corrupted, answers, contrasts, spans, meta)
+
+
+# ---- split mode (`split=` "train" / "val" / "test"; see mechjax.data.tasks.splits) --------
+# The words are split (a test sequence is made of words that no training sequence repeats),
+# and so are the intro, the separator between the copies and the separator between words.
+# Lengths are 3..24 per copy by default, so repeat distances vary widely.
+
+V2_WORDS = WORDS + tuple(
+    " " + w
+    for w in """
+    apple river stone glass paper music garden bread silver window forest bridge letter
+    coffee engine ocean pencil rocket summer tiger valley wheel anchor basket candle desert
+    feather harbor island jungle kettle ladder mirror needle planet rabbit saddle tunnel
+    velvet wagon marble meadow copper shadow thunder pillow butter canvas dragon falcon
+    castle cloud horse metal field winter column piece crime population light market north
+    green yellow orange purple table chair spoon plate bottle shirt jacket pocket button
+    ribbon blanket carpet curtain ticket camera piano guitar violin drum flute trumpet
+    lemon cherry peach melon grape onion carrot potato tomato pepper honey sugar salt cream
+    cheese butterfly eagle falcon owl wolf bear deer fox snake lion monkey zebra turtle
+    """.split()
+)
+V2_WORDS = tuple(dict.fromkeys(V2_WORDS))
+V2_INTROS = (
+    "", "Words:", "List:", "Say:", "Copy this:", "Read:", "Echo:", "Sequence:", "Random words:",
+    "Memorize:", "Here:", "Repeat after me:", "Chant:", "Items:", "Tokens:", "Listen:",
+    "Write:", "Spell out:", "Recall:", "Note:",
+)  # fmt: skip
+V2_SEPARATORS = (
+    "", "\n", ".", " |", " again:", " and again", " -", " ;", " repeat:", " ...", " //",
+    " once more:", " then", " >>", " ::", "\n\n", " =", " now again:", " (again)", " ~",
+)  # fmt: skip
+V2_WORD_SEPS = ("", ",", " /", ";", " +", " -", " |", ".", " &", " >")
+V2_MIN_LEN, V2_MAX_LEN = 3, 24
+
+
+def _grammar():
+    from mechjax.data.tasks.splits import Grammar
+
+    return Grammar.of("repeated", intro=V2_INTROS, separator=V2_SEPARATORS, word_sep=V2_WORD_SEPS)
+
+
+def split_sets(split: str) -> dict[str, tuple]:
+    """The split's template pieces and words."""
+    from mechjax.data.tasks.splits import part
+
+    return {**_grammar().options(split), "word": part(V2_WORDS, "repeated/word", split)}
+
+
+def _repeated_split(n: int, seed: int, split: str, length) -> Prompts:
+    from mechjax.data.tasks.splits import rng as split_rng
+
+    sets = split_sets(split)
+    pool = sets["word"]
+    hi = min(V2_MAX_LEN, len(pool) // 2)
+    if length is not None and length > hi:
+        raise ValueError(
+            f"repeated: length={length} needs {2 * length} words; split {split!r} has {len(pool)}."
+        )
+    rng = split_rng("repeated", split, seed)
+    clean, corrupted, answers, contrasts, spans = [], [], [], [], []
+    meta = {k: [] for k in ("length", "pos", "words", "template", "word")}
+    for _ in range(n):
+        L = rng.randint(V2_MIN_LEN, hi) if length is None else length
+        p = rng.randint(1, L - 1)
+        intro, sep, wsep = (rng.choice(sets[s]) for s in ("intro", "separator", "word_sep"))
+        words = rng.sample(pool, 2 * L)
+        first, fresh = words[:L], words[L:]
+        corrupt_first = list(fresh[:L])
+        corrupt_first[p - 1] = first[p - 1]
+
+        def copy(ws, wsep=wsep):  # each word followed by the word separator (as the answer)
+            return "".join(w + wsep for w in ws)
+
+        starts, pos = [], len(intro)
+        for w in first:
+            starts.append(pos)
+            pos += len(w) + len(wsep)
+        text = intro + copy(first) + sep + copy(first[:p])
+        bad = intro + copy(corrupt_first) + sep + copy(first[:p])
+        clean.append(text)
+        corrupted.append(bad)
+        answers.append((first[p],))
+        contrasts.append((corrupt_first[p],))
+        spans.append(
+            {
+                "first_copy_match": (starts[p - 1], starts[p - 1] + len(first[p - 1])),
+                "first_copy_answer": (starts[p], starts[p] + len(first[p])),
+                "end": (len(text) - len(wsep), len(text))
+                if wsep
+                else (len(text) - len(first[p - 1]), len(text)),
+            }
+        )
+        meta_v = (L, p, tuple(first), "|".join((intro, sep, wsep)), tuple(words))
+        for k, v in zip(meta, meta_v):
+            meta[k].append(v)
+    return Prompts.from_lists("repeated", clean, corrupted, answers, contrasts, spans, meta)
+
+
+def _register_splits():
+    from mechjax.data.tasks.base import register_splits
+
+    register_splits(
+        "repeated",
+        lambda split: _grammar().count(split),
+        split_sets,
+        lambda: tuple(w.strip() for w in V2_WORDS),
+    )
+
+
+_register_splits()

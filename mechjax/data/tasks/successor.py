@@ -29,6 +29,7 @@ texts sees each contrast token too.
 
 from __future__ import annotations
 
+import functools
 import random
 
 from mechjax.data.tasks._text import check_options
@@ -58,7 +59,7 @@ MIN_LEN, MAX_LEN = 3, 5
 
 
 @register("successor")
-def successor(n: int, seed: int = 0, **options) -> Prompts:
+def successor(n: int, seed: int = 0, split: str | None = None, **options) -> Prompts:
     """`n` successor-sequence prompts.
 
     Args:
@@ -67,12 +68,17 @@ def successor(n: int, seed: int = 0, **options) -> Prompts:
       kind: one of "numbers", "number_words", "ordinals", "days", "months", "letters", or
         "mixed" (a kind drawn uniformly per example).
 
+      split: "train" / "val" / "test" for the split grammar at the end of this module (runs
+        and template pieces split by hash); None for the legacy form (" 3 4 5" -> " 6").
+
     Returns:
       :class:`Prompts` with spans "item0".."item{L-1}", "end" and meta kind/start/length.
     """
     kind = check_options("successor", options, {"kind": "mixed"})["kind"]
     if kind not in KINDS:
         raise ValueError(f"successor: kind={kind!r} is not valid; use one of {KINDS}.")
+    if split is not None:
+        return _successor_split(n, seed, split, kind)
     rng = random.Random(seed)
     kinds = tuple(SEQUENCES)
     clean, corrupted, answers, contrasts, spans = [], [], [], [], []
@@ -103,3 +109,124 @@ def successor(n: int, seed: int = 0, **options) -> Prompts:
         meta["start"].append(start)
         meta["length"].append(length)
     return Prompts.from_lists("successor", clean, corrupted, answers, contrasts, spans, meta)
+
+
+# ---- split mode (`split=` "train" / "val" / "test"; see mechjax.data.tasks.splits) --------
+# A template is intro x separator x ending (x run length 3-5): " Count: 3, 4, 5, so next is"
+# -> " 6". Every slot is split, and so are the runs themselves: (kind, start, length) by a
+# hash of the run's text, per kind, so a test run never appears in training (its items and
+# transitions do, in other runs).
+
+V2_INTROS = (
+    "", "Count:", "Next:", "Sequence:", "Keep going:", "List:", "Continue the list:",
+    "In order:", "Here is a list:", "Let us count:", "The series goes", "Say them in order:",
+    "Go on:", "Order:", "One after another:", "Step by step:", "Counting up:", "Read it out:",
+    "Try this:", "Onwards:", "Recite:", "From the start:", "We had", "She said", "Notes:",
+    "The pattern is", "Line up:", "Check this:", "Ordered:", "Running list:",
+)  # fmt: skip
+V2_SEPARATORS = ("", ",", ";", " then", " and", " ->", ".", " /", " |", " ...", ":", " -", " >",
+                 " next", " after")  # fmt: skip
+V2_ENDINGS = (
+    "", " so next is", " and next comes", " then comes", " What comes next? It is",
+    " and after that", " followed by", " the next one is", " Next up:", " Then:",
+    " which is followed by", " and then", " Continue:", " After that comes", " Now:",
+)  # fmt: skip
+
+
+def _grammar():
+    from mechjax.data.tasks.splits import Grammar
+
+    return Grammar.of("successor", intro=V2_INTROS, separator=V2_SEPARATORS, ending=V2_ENDINGS)
+
+
+def _runs(kind: str) -> tuple[str, ...]:
+    items = SEQUENCES[kind]
+    return tuple(
+        "".join(items[s : s + L])
+        for L in range(MIN_LEN, MAX_LEN + 1)
+        for s in range(len(items) - L)  # the answer may be the list's final item
+    )
+
+
+def split_sets(split: str) -> dict[str, tuple]:
+    """The split's template pieces and runs ("run" holds "kind:text" of each run)."""
+    from mechjax.data.tasks.splits import part
+
+    runs = tuple(f"{k}:{r}" for k in SEQUENCES for r in part(_runs(k), f"successor/run/{k}", split))
+    return {**_grammar().options(split), "run": runs}
+
+
+@functools.lru_cache(maxsize=8)
+def _split_runs(split: str) -> dict[str, tuple[tuple[int, int], ...]]:
+    """{kind: ((start, length), ...)} of the split's runs."""
+    from mechjax.data.tasks.splits import part
+
+    out = {}
+    for k, items in SEQUENCES.items():
+        keep = set(part(_runs(k), f"successor/run/{k}", split))
+        out[k] = tuple(
+            (s, L)
+            for L in range(MIN_LEN, MAX_LEN + 1)
+            for s in range(len(items) - L)
+            if "".join(items[s : s + L]) in keep
+        )
+    return out
+
+
+def _successor_split(n: int, seed: int, split: str, kind: str) -> Prompts:
+    from mechjax.data.tasks.splits import rng as split_rng
+
+    sets, runs = split_sets(split), _split_runs(split)
+    rng = split_rng("successor", split, seed)
+    kinds = tuple(SEQUENCES)
+    clean, corrupted, answers, contrasts, spans = [], [], [], [], []
+    meta = {"kind": [], "start": [], "length": [], "template": [], "run": []}
+    for _ in range(n):
+        k = rng.choice(kinds) if kind == "mixed" else kind
+        items = SEQUENCES[k]
+        start, length = rng.choice(runs[k])
+        intro, sep, ending = (rng.choice(sets[s]) for s in ("intro", "separator", "ending"))
+        run = list(items[start : start + length])
+        order = list(range(length))
+        while order[-1] == length - 1:
+            rng.shuffle(order)
+        text, span = intro, {}
+        for j, w in enumerate(run):
+            span[f"item{j}"] = (len(text), len(text) + len(w))
+            text += w + sep
+        text += ending
+        span["end"] = span[f"item{length - 1}"] if not (sep or ending) else _last_word(text)
+        clean.append(text)
+        corrupted.append(intro + "".join(run[j] + sep for j in order) + ending)
+        answers.append((items[start + length],))
+        after = start + length + 1
+        contrasts.append((run[-1], items[after] if after < len(items) else run[-2]))
+        spans.append(span)
+        tid = "|".join((intro, sep, ending, str(length)))
+        for key, v in zip(meta, (k, start, length, tid, f"{k}:{''.join(run)}")):
+            meta[key].append(v)
+    return Prompts.from_lists("successor", clean, corrupted, answers, contrasts, spans, meta)
+
+
+def _last_word(text: str) -> tuple[int, int]:
+    from mechjax.data.tasks._text import end_span
+
+    s, e = end_span(text)
+    if s == e or not text[s:e].strip():  # e.g. a trailing "," after a space-less item
+        return len(text) - 1, len(text)
+    return s, e
+
+
+def _register_splits():
+    from mechjax.data.tasks.base import register_splits
+
+    n_len = MAX_LEN - MIN_LEN + 1
+    register_splits(
+        "successor",
+        lambda split: _grammar().count(split) * n_len,
+        split_sets,
+        lambda: tuple(w.strip() for v in SEQUENCES.values() for w in v),
+    )
+
+
+_register_splits()
