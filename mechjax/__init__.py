@@ -21,7 +21,16 @@ from mechjax.interventions import (
     two_pass,
 )
 from mechjax.io import from_pretrained, load_tokenizer
-from mechjax.models import VARIANTS, Transformer, TransformerConfig
+from mechjax.models import (
+    VARIANTS,
+    EncoderDecoder,
+    EncoderDecoderConfig,
+    Transformer,
+    TransformerConfig,
+    ViT,
+    ViTConfig,
+)
+from mechjax.models.stacking import stack_layers, unstack_layers
 from mechjax.run import document_mask, init, run, site_axes, site_names, site_shapes
 from mechjax.train.load import load_run
 
@@ -29,9 +38,13 @@ __version__ = "0.1.0"
 
 __all__ = [
     "VARIANTS",
+    "EncoderDecoder",
+    "EncoderDecoderConfig",
     "Intervention",
     "Transformer",
     "TransformerConfig",
+    "ViT",
+    "ViTConfig",
     "ablate",
     "clamp",
     "document_mask",
@@ -51,7 +64,9 @@ __all__ = [
     "site_axes",
     "site_names",
     "site_shapes",
+    "stack_layers",
     "steer",
     "two_pass",
+    "unstack_layers",
     "zoo",
 ]

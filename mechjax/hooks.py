@@ -110,6 +110,21 @@ class HookContext:
         """True if something reads or writes site `name` (so it must be materialised)."""
         return self.record_all or cache_wants(self.cache_spec, name) or bool(self._for_site(name))
 
+    def child(self, interventions=None) -> HookContext:
+        """A fresh context with this one's cache request, for a block run inside a transform.
+
+        Under `nn.remat` / `nn.scan` the block is traced in an inner trace: create the child
+        inside the transformed function (with the interventions passed in as its arguments),
+        return `child.cache` as an output, and `merge` it here (see `mechjax.models.stacking`).
+        """
+        ivs = self.interventions if interventions is None else interventions
+        return HookContext(ivs, self.cache_spec, record_all=self.record_all)
+
+    def merge(self, cache: dict, axes: dict | None = None) -> None:
+        """Adds a child's cached values (returned out of a transform) and recorded axes."""
+        self.axes.update(axes or {})
+        self.cache.update(cache)
+
     def __call__(self, name: str, x, axes: tuple[str, ...] | None = None):
         if axes is not None and len(axes) != x.ndim:
             raise ValueError(f"site {name!r} declares axes {axes} but has shape {x.shape}")

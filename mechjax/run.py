@@ -71,7 +71,9 @@ def _site_info_cached(model, inputs_key, mask_key):
         return ctx.cache
 
     cache = jax.eval_shape(fwd, params, inputs, mask)
-    return tuple((k, tuple(v.shape), axes.get(k)) for k, v in cache.items())
+    # `axes` was filled in call order (eval_shape returns the cache dict with sorted keys)
+    order = [k for k in axes if k in cache] + [k for k in cache if k not in axes]
+    return tuple((k, tuple(cache[k].shape), axes.get(k)) for k in order)
 
 
 def site_info(model, inputs, attention_mask=None) -> dict[str, tuple[tuple[int, ...], tuple]]:

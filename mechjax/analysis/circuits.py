@@ -1,9 +1,17 @@
 """Circuits as node sets: complement ablation, faithfulness, ROC AUC, greedy pruning.
 
-A circuit is a pytree of bool masks over nodes, `{"heads": [n_layers, n_heads],
-"mlps": [n_layers]}` (no "mlps" for attention-only models); True = in the circuit.
-Because masks are leaves, many circuits evaluate as one vmapped program, which is
-how `greedy_prune` scores every candidate removal of a step at once.
+A circuit is a pytree of bool masks over nodes; True = in the circuit. For a model with
+one layer stack (`mj.Transformer`, `mj.ViT`): `{"heads": [n_layers, n_heads], "mlps":
+[n_layers]}` (no "mlps" for attention-only models), nodes named "L{layer}H{head}" and
+"MLP{layer}". With several stacks every key and name carries the stack's label (its
+prefix without `.blocks`), and attention modules other than self-attention get their own
+key and letter: an encoder-decoder's circuit is `{"encoder.heads", "encoder.mlps",
+"decoder.heads", "decoder.cross_attn_heads", "decoder.mlps"}` with nodes "encoder.L0H1",
+"decoder.L1H3" (self-attention head), "decoder.L1X3" (cross-attention head 3 of layer 1),
+"decoder.MLP1". `layout(model)` lists the keys, `node_names(model)` the names.
+
+Because masks are leaves, many circuits evaluate as one vmapped program, which is how
+`greedy_prune` scores every candidate removal of a step at once.
 
 Ablating the complement replaces each node outside the circuit (a head's `hook_z`,
 an MLP's `hook_mlp_out`) by a reference value:
@@ -27,47 +35,83 @@ from mechjax.interventions import Intervention
 METHODS = ("zero", "mean", "resample")
 
 
+def _key(model, st, kind):
+    lab = _common.stack_label(model, st)
+    return f"{lab}.{kind}" if lab else kind
+
+
+def layout(model):
+    """The circuit's keys in order: tuple of (key, stack prefix, attention module or "mlp")."""
+    _common.check_model(model, "circuits")
+    out = []
+    for st in _common.stacks(model):
+        for a in st.attn:
+            out.append((_key(model, st, "heads" if a == "attn" else f"{a}_heads"), st.prefix, a))
+        if st.mlp:
+            out.append((_key(model, st, "mlps"), st.prefix, "mlp"))
+    return tuple(out)
+
+
+def _shape(model, prefix, comp):
+    st = model.stack(prefix)
+    return (st.n_layers,) if comp == "mlp" else (st.n_layers, st.n_heads)
+
+
 def full_circuit(model, value: bool = True):
     """Every node in (value=True) or out of the circuit."""
-    cfg = _common.check_model(model, "full_circuit")
-    c = {"heads": np.full((cfg.n_layers, cfg.n_heads), value)}
-    if not cfg.attn_only:
-        c["mlps"] = np.full((cfg.n_layers,), value)
-    return c
-
-
-def circuit_from_nodes(model, nodes):
-    """Circuit holding the named nodes: "L{layer}H{head}" or "MLP{layer}"."""
-    c = full_circuit(model, False)
-    for n in nodes:
-        try:
-            if n.startswith("MLP"):
-                c["mlps"][int(n[3:])] = True
-            else:
-                layer, head = n[1:].split("H")
-                c["heads"][int(layer), int(head)] = True
-        except (ValueError, IndexError, KeyError):
-            raise ValueError(
-                f"circuit_from_nodes: bad node {n!r}; use 'L<layer>H<head>' or 'MLP<layer>' within the model"
-            ) from None
-    return c
+    return {k: np.full(_shape(model, p, c), value) for k, p, c in layout(model)}
 
 
 def node_names(model):
-    cfg = _common.check_model(model, "node_names")
-    names = {"heads": [[f"L{i}H{h}" for h in range(cfg.n_heads)] for i in range(cfg.n_layers)]}
-    if not cfg.attn_only:
-        names["mlps"] = [f"MLP{i}" for i in range(cfg.n_layers)]
+    """Node names, in the circuit's layout: `{"heads": [["L0H0", ...], ...], "mlps": [...]}`."""
+    names = {}
+    for k, p, c in layout(model):
+        st = model.stack(p)
+        if c == "mlp":
+            names[k] = [_common.mlp_name(model, st, i) for i in range(st.n_layers)]
+        else:
+            names[k] = [
+                [_common.head_name(model, st, i, c, h) for h in range(st.n_heads)]
+                for i in range(st.n_layers)
+            ]
     return names
 
 
+def _name_index(model):
+    index = {}
+    for k, v in node_names(model).items():
+        for idx in np.ndindex(np.shape(v)):
+            index[np.asarray(v)[idx]] = (k, idx)
+    return index
+
+
+def circuit_from_nodes(model, nodes):
+    """Circuit holding the named nodes ("L{layer}H{head}", "MLP{layer}", "decoder.L1X3", ...)."""
+    c = full_circuit(model, False)
+    index = _name_index(model)
+    for n in nodes:
+        if n not in index:
+            some = list(index)
+            raise ValueError(
+                f"circuit_from_nodes: bad node {n!r}; this model's nodes are named like "
+                f"{some[:2] + some[-1:]} (mechjax.analysis.circuits.node_names)"
+            )
+        k, idx = index[n]
+        c[k][idx] = True
+    return c
+
+
+def _sites(model, prefix, comp):
+    st = model.stack(prefix)
+    if comp == "mlp":
+        return [st.site(i, "hook_mlp_out") for i in range(st.n_layers)]
+    return [st.site(i, f"{comp}.hook_z") for i in range(st.n_layers)]
+
+
 def _reference(model, params, tokens, reference_tokens, method, attention_mask):
-    cfg = model.cfg
-    sites = ["blocks.*.attn.hook_z"] + ([] if cfg.attn_only else ["blocks.*.hook_mlp_out"])
+    sites = tuple(n for _, p, c in layout(model) for n in _sites(model, p, c))
     src = tokens if reference_tokens is None else reference_tokens
-    _, cache = _common.full_forward(
-        model, params, src, cache=tuple(sites), attention_mask=attention_mask
-    )
+    _, cache = _common.full_forward(model, params, src, cache=sites, attention_mask=attention_mask)
     if method == "zero":
         return jax.tree.map(jnp.zeros_like, cache)
     if method == "mean":
@@ -75,25 +119,22 @@ def _reference(model, params, tokens, reference_tokens, method, attention_mask):
     return cache
 
 
+def _head_mask(model, site, out):
+    """Per-head bool `[head]` -> broadcastable to `site` (its declared `head` axis)."""
+    axes = _common.site_info(model, model.example_inputs())[site][1]
+    ax = axes.index("head")
+    return out.reshape([-1 if d == ax else 1 for d in range(len(axes))])
+
+
 def _run_circuit(model, params, tokens, circuit, ref, fn, positions, attention_mask):
-    cfg = model.cfg
     ivs = []
-    for i in range(cfg.n_layers):
-        z = f"blocks.{i}.attn.hook_z"
-        out_heads = ~jnp.asarray(circuit["heads"][i], bool)
-        ivs.append(
-            Intervention(site=z, op="clamp", value=ref[z], mask=out_heads[None, None, :, None])
-        )
-        if "mlps" in circuit:
-            m = f"blocks.{i}.hook_mlp_out"
-            ivs.append(
-                Intervention(
-                    site=m, op="clamp", value=ref[m], mask=~jnp.asarray(circuit["mlps"][i], bool)
-                )
-            )
-    resid = model.apply(_common.variables(params), tokens, method="embed")
-    logits, _ = _common.forward_from(
-        model, params, 0, resid, tuple(ivs), attention_mask=attention_mask, positions=positions
+    for k, p, c in layout(model):
+        for i, site in enumerate(_sites(model, p, c)):
+            out = ~jnp.asarray(circuit[k][i], bool)
+            mask = out if c == "mlp" else _head_mask(model, site, out)
+            ivs.append(Intervention(site=site, op="clamp", value=ref[site], mask=mask))
+    logits, _ = _common.forward(
+        model, params, tokens, tuple(ivs), attention_mask=attention_mask, positions=positions
     )
     return fn(logits)
 
@@ -102,7 +143,7 @@ def _run_circuit(model, params, tokens, circuit, ref, fn, positions, attention_m
 def _evaluate_many(
     params, tokens, reference_tokens, circuits, attention_mask, *, model, metric, method, chunk_size
 ):
-    fn, positions = _common.split_metric(metric.value)
+    fn, positions = _common.metric_positions(metric.value, model, "circuits")
     ref = _reference(model, params, tokens, reference_tokens, method, attention_mask)
     n = jax.tree.leaves(circuits)[0].shape[0]
     one = lambda i: _run_circuit(  # noqa: E731
@@ -118,9 +159,13 @@ def _evaluate_many(
     return _map(one, jnp.arange(n), chunk_size)
 
 
-def _check(model, tokens, method, reference_tokens, circuits, stacked):
-    cfg = _common.check_model(model, "circuits")
-    _common.check_inputs(model, tokens)
+def _shapes(tree):
+    return jax.tree.map(np.shape, tree)
+
+
+def _check(model, tokens, method, reference_tokens, circuits, stacked, attention_mask=None):
+    _common.check_model(model, "circuits")
+    _common.check_inputs(model, tokens, attention_mask)
     if method not in METHODS:
         raise ValueError(f"circuits: method must be one of {METHODS}, got {method!r}")
     if method == "resample":
@@ -128,14 +173,13 @@ def _check(model, tokens, method, reference_tokens, circuits, stacked):
             raise ValueError(
                 "circuits: method='resample' needs reference_tokens (e.g. corrupted prompts)"
             )
-        if np.shape(reference_tokens) != np.shape(tokens):
+        if _shapes(reference_tokens) != _shapes(tokens):
             raise ValueError(
-                f"circuits: reference_tokens {np.shape(reference_tokens)} must match tokens {np.shape(tokens)} for resampling"
+                f"circuits: reference_tokens {_shapes(reference_tokens)} must match tokens "
+                f"{_shapes(tokens)} for resampling"
             )
     lead = (-1,) if stacked else ()
-    want = {"heads": (cfg.n_layers, cfg.n_heads)}
-    if not cfg.attn_only:
-        want["mlps"] = (cfg.n_layers,)
+    want = {k: _shape(model, p, c) for k, p, c in layout(model)}
     if set(circuits) != set(want):
         raise ValueError(f"circuits: a circuit needs keys {sorted(want)}, got {sorted(circuits)}")
     for k, s in want.items():
@@ -168,8 +212,15 @@ def evaluate(
     Returns:
       scalar metric (one circuit) or `[n_circuits]`.
     """
-    stacked = np.ndim(circuits["heads"]) == 3
-    _check(model, tokens, method, reference_tokens, circuits, stacked)
+    tokens = _common.as_arrays(tokens)
+    k0, p0, c0 = layout(model)[0]
+    if k0 not in circuits:
+        raise ValueError(
+            f"circuits: a circuit needs keys {[k for k, _, _ in layout(model)]}, got "
+            f"{sorted(circuits)}"
+        )
+    stacked = np.ndim(circuits[k0]) == len(_shape(model, p0, c0)) + 1
+    _check(model, tokens, method, reference_tokens, circuits, stacked, attention_mask)
     cs = jax.tree.map(lambda c: jnp.asarray(c, bool), circuits)
     if not stacked:
         cs = jax.tree.map(lambda c: c[None], cs)
@@ -244,7 +295,7 @@ def greedy_prune(
       dict: circuit (final masks), removed (node names in removal order), metric (final
       value), history (metric after each removal).
     """
-    cfg = _common.check_model(model, "greedy_prune")
+    _common.check_model(model, "greedy_prune")
     cur = full_circuit(model, True)
     names = node_names(model)
     flat_names = [n for k in sorted(cur) for n in np.ravel(names[k])]
@@ -296,5 +347,4 @@ def greedy_prune(
         value = float(vals[j])
         removed.append(flat_names[j])
         history.append(value)
-    del cfg
     return dict(circuit=unflat(vec), removed=removed, metric=value, history=history)

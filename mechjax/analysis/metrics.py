@@ -1,8 +1,10 @@
-"""Patching metrics: functions `logits [batch, pos, d_vocab] -> scalar`.
+"""Patching metrics: functions of the model's output -> scalar.
 
-A metric built here also records which positions it reads (`.positions`), so sweeps
-unembed only those positions: same values, without the `pos x d_model x d_vocab`
-unembedding of every patched forward (a third of GPT-2-small's FLOPs).
+Per-position outputs (`logits [batch, pos, d_vocab]` of an LM or a decoder): a metric built
+here also records which positions it reads (`.positions`), so sweeps unembed only those
+positions: same values, without the `pos x d_model x d_vocab` unembedding of every
+patched forward (a third of GPT-2-small's FLOPs). Pooled outputs (a ViT's class logits
+`[batch, class]`): `class_logit_diff`, or any plain function.
 """
 
 from __future__ import annotations
@@ -26,6 +28,12 @@ class LogitMetric:
     positions: tuple[int, ...]
 
     def __call__(self, logits):
+        if jnp.ndim(logits) < 3:
+            raise ValueError(
+                f"this metric reads positions {self.positions} of per-position logits "
+                f"[batch, pos, d_vocab], got shape {jnp.shape(logits)}; for class logits "
+                f"[batch, class] use metrics.class_logit_diff."
+            )
         return self.fn(logits[:, list(self.positions)])
 
 
@@ -54,6 +62,31 @@ def logit_diff(correct, wrong, pos: int = -1, reduce: str = "mean") -> LogitMetr
         return {"mean": jnp.mean, "sum": jnp.sum, "none": lambda x: x}[reduce](d)
 
     return LogitMetric(fn, (int(pos),))
+
+
+def class_logit_diff(correct, wrong, reduce: str = "mean") -> Callable:
+    """logit[correct] - logit[wrong] of class logits `[batch, class]` (a ViT's output).
+
+    Args:
+      correct, wrong: class ids, an int or one per example `[batch]`.
+      reduce: "mean", "sum" or "none" (returns `[batch]`).
+    """
+    if reduce not in ("mean", "sum", "none"):
+        raise ValueError(
+            f"class_logit_diff: reduce must be 'mean', 'sum' or 'none', got {reduce!r}"
+        )
+
+    def fn(logits):  # [batch, class]
+        if jnp.ndim(logits) != 2:
+            raise ValueError(
+                f"class_logit_diff reads class logits [batch, class], got shape "
+                f"{jnp.shape(logits)}; for per-position logits use metrics.logit_diff."
+            )
+        lg = logits.astype(jnp.float32)
+        d = _token_logit(lg, correct) - _token_logit(lg, wrong)
+        return {"mean": jnp.mean, "sum": jnp.sum, "none": lambda x: x}[reduce](d)
+
+    return fn
 
 
 def normalized(metric: Callable, clean_value, corrupted_value) -> Callable:

@@ -121,7 +121,7 @@ def _sweep(
     metric,
     chunk_size,
 ):
-    fn, positions = _common.split_metric(metric.value)
+    fn, positions = _common.metric_positions(metric.value, model, "activation_patch")
     need = tuple(dict.fromkeys(n for layer in layers for n in model.resume_sites(stack, layer)))
     _, corr = _common.full_forward(
         model, params, corrupted, cache=need, attention_mask=attention_mask

@@ -507,7 +507,9 @@ def from_pretrained(path, dtype="float32", return_tokenizer: bool = False):
 
     Args:
       path: folder with `config.json` and `model.safetensors` (or a sharded
-        `model.safetensors.index.json`). GPT-2, GPT-NeoX/Pythia and Llama families.
+        `model.safetensors.index.json`). GPT-2, GPT-NeoX/Pythia and Llama families; ViT
+        (`model_type` "vit": `mj.ViT`, see `mechjax.io.hf_vit`); BART (`model_type` "bart":
+        `mj.EncoderDecoder`, see `mechjax.io.hf_bart`).
       dtype: params and activations dtype: "float32", "bfloat16" or "float16" (norms and
         softmax still run in fp32). Checkpoint tensors of any float dtype are cast to it.
       return_tokenizer: also return `load_tokenizer(path)`, or None if the folder has no
@@ -519,6 +521,14 @@ def from_pretrained(path, dtype="float32", return_tokenizer: bool = False):
     """
     folder = _folder(path)
     hf = _read_config(folder)
+    if hf.get("model_type") == "vit":  # vision transformers -> mj.ViT
+        from mechjax.io import hf_vit
+
+        return hf_vit.load(folder, hf, dtype, return_tokenizer)
+    if hf.get("model_type") == "bart":  # encoder-decoders -> mj.EncoderDecoder
+        from mechjax.io import hf_bart
+
+        return hf_bart.load(folder, hf, dtype, return_tokenizer)
     cfg = config_from_hf(hf, dtype)
     prefix, _, convert = _FAMILIES[hf["model_type"]]
     with _Tensors(folder, prefix) as t:

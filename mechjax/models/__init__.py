@@ -44,16 +44,22 @@ d_vocab, class, one; what each means, e.g. a ViT's `pos`) is written once, in
 
 from mechjax.models import axes
 from mechjax.models.config import VARIANTS, TransformerConfig
+from mechjax.models.encoder_decoder import EncoderDecoder, EncoderDecoderConfig
 from mechjax.models.protocol import HookedModel, Readout, Stack, is_model
 from mechjax.models.transformer import Transformer
+from mechjax.models.vit import ViT, ViTConfig
 
 __all__ = [
     "VARIANTS",
+    "EncoderDecoder",
+    "EncoderDecoderConfig",
     "HookedModel",
     "Readout",
     "Stack",
     "Transformer",
     "TransformerConfig",
+    "ViT",
+    "ViTConfig",
     "axes",
     "is_model",
 ]

@@ -11,8 +11,31 @@ _POS = ("standard", "rotary", "none")
 _DTYPES = ("float32", "bfloat16", "float16")
 
 
+class ConfigIO:
+    """replace / to_dict / to_json / from_dict, shared by every family's frozen config."""
+
+    def replace(self, **kw):
+        return dataclasses.replace(self, **kw)
+
+    def to_dict(self) -> dict:
+        return dataclasses.asdict(self)
+
+    def to_json(self) -> str:
+        return json.dumps(self.to_dict(), indent=1)
+
+    @classmethod
+    def from_dict(cls, d: dict):
+        names = {f.name for f in dataclasses.fields(cls)}
+        unknown = sorted(set(d) - names)
+        if unknown:
+            raise ValueError(
+                f"Unknown {cls.__name__} fields {unknown}; valid fields: {sorted(names)}"
+            )
+        return cls(**d)
+
+
 @dataclasses.dataclass(frozen=True)
-class TransformerConfig:
+class TransformerConfig(ConfigIO):
     """Every knob of :class:`mechjax.Transformer`; frozen, hashable, JSON-serialisable.
 
     Field names follow TransformerLens (`d_model`, `n_heads`, `d_head`, ...).
@@ -47,6 +70,13 @@ class TransformerConfig:
     dtype: str = "float32"  # activations
     param_dtype: str = "float32"
     name: str = ""  # free-form label (variant or HF architecture)
+    # How the layers run (numerics, sites and interventions are the same either way; see
+    # mechjax.models.stacking): remat recomputes each block's activations in the backward
+    # pass (params unchanged); scan_layers runs the blocks as one nn.scan (one traced body,
+    # compile time independent of depth; params stacked under "blocks" with a leading layer
+    # axis, convert with mj.stack_layers / mj.unstack_layers).
+    remat: bool = False
+    scan_layers: bool = False
 
     def __post_init__(self):
         def bad(field, value, valid):
@@ -82,6 +112,11 @@ class TransformerConfig:
             raise ValueError("tie_embeddings needs d_vocab > 0 and d_vocab_out == d_vocab.")
         if self.positional_embedding_type == "rotary" and self.rot_dim % 2:
             raise ValueError(f"rotary_dim must be even, got {self.rot_dim}.")
+        for f in ("remat", "scan_layers"):
+            if not isinstance(getattr(self, f), bool):
+                raise ValueError(
+                    f"TransformerConfig.{f} must be True or False, got {getattr(self, f)!r}"
+                )
 
     # Resolved sizes ---------------------------------------------------------------------------
     @property
@@ -103,25 +138,6 @@ class TransformerConfig:
     @property
     def rot_dim(self) -> int:
         return self.rotary_dim if self.rotary_dim is not None else self.head_dim
-
-    def replace(self, **kw) -> TransformerConfig:
-        return dataclasses.replace(self, **kw)
-
-    def to_dict(self) -> dict:
-        return dataclasses.asdict(self)
-
-    def to_json(self) -> str:
-        return json.dumps(self.to_dict(), indent=1)
-
-    @classmethod
-    def from_dict(cls, d: dict) -> TransformerConfig:
-        names = {f.name for f in dataclasses.fields(cls)}
-        unknown = sorted(set(d) - names)
-        if unknown:
-            raise ValueError(
-                f"Unknown TransformerConfig fields {unknown}; valid fields: {sorted(names)}"
-            )
-        return cls(**d)
 
     @classmethod
     def from_variant(cls, variant: str, **overrides) -> TransformerConfig:

@@ -33,6 +33,9 @@ class Stack:
     parallel: bool = False  # attention and MLP both read resid_pre (GPT-NeoX)
     norm: str | None = "LN"  # the blocks' norm type ("LN", "RMS", None)
     attn: tuple[str, ...] = ("attn",)
+    # Post-norm blocks (BART): each norm follows its residual add, so the stream is not a
+    # sum of the sublayer outputs (additive decompositions such as DLA do not apply).
+    post_norm: bool = False
 
     def site(self, layer: int, rel: str) -> str:
         """`site(3, "attn.hook_z")` -> `"{prefix}.3.attn.hook_z"`."""

@@ -3,7 +3,7 @@
 Parameters use TransformerLens names and layouts so that analyses read them
 directly (`W_Q[head, d_model, d_head]`, `W_O[head, d_head, d_model]`, ...).
 Every module takes a `hooks` context and calls it at each named site; see
-`mechjax.hooks` for the axis vocabulary used in the shape comments below.
+`mechjax.models.axes` for the axis vocabulary used in the shape comments below.
 """
 
 from __future__ import annotations
@@ -212,11 +212,17 @@ class TransformerBlock(nn.Module):
     rotary_base, causal, init_range, dtype, param_dtype): every family (decoder LMs, ViT,
     the encoder of an encoder-decoder) builds its stack from this one block. Its sites live
     under `prefix` (default `blocks.{layer}`).
+
+    `post_norm=True` makes it a post-norm block (BART, the original transformer): resid_pre
+    -> ln1(resid_pre + attn(resid_pre)) = resid_mid -> ln2(resid_mid + mlp(resid_mid)) =
+    resid_post; same sites and params (each norm follows its residual add). Sequential
+    blocks with a norm only.
     """
 
     cfg: Any
     layer: int
     prefix: str | None = None
+    post_norm: bool = False
 
     @property
     def site_prefix(self) -> str:
@@ -263,6 +269,8 @@ class TransformerBlock(nn.Module):
     def __call__(self, resid, hooks=NO_HOOKS, attention_mask=None):
         c, p, R = self.cfg, self.site_prefix, A.RESID
         resid = hooks(f"{p}.hook_resid_pre", resid, R)  # [batch, pos, d_model]
+        if self.post_norm:
+            return self._post_norm(resid, hooks, attention_mask)
         attn = self.attn(self._norm("ln1", resid, hooks), hooks, attention_mask)
         attn_out = hooks(f"{p}.hook_attn_out", attn, R)
         if c.attn_only:
@@ -275,8 +283,21 @@ class TransformerBlock(nn.Module):
         mlp_out = hooks(f"{p}.hook_mlp_out", self.mlp(self._norm("ln2", mid, hooks), hooks), R)
         return hooks(f"{p}.hook_resid_post", mid + mlp_out, R)
 
+    def _post_norm(self, resid, hooks, attention_mask):
+        c, p, R = self.cfg, self.site_prefix, A.RESID
+        if c.normalization_type is None or c.parallel_attn_mlp:
+            raise ValueError("post_norm blocks need a norm and sequential attention / MLP")
+        attn_out = hooks(f"{p}.hook_attn_out", self.attn(resid, hooks, attention_mask), R)
+        if c.attn_only:
+            return hooks(f"{p}.hook_resid_post", self.ln1(resid + attn_out, hooks), R)
+        mid = hooks(f"{p}.hook_resid_mid", self.ln1(resid + attn_out, hooks), R)
+        mlp_out = hooks(f"{p}.hook_mlp_out", self.mlp(mid, hooks), R)
+        return hooks(f"{p}.hook_resid_post", self.ln2(mid + mlp_out, hooks), R)
 
-def block_stack(cfg, prefix: str = "blocks", cross_attn: bool = False) -> Stack:
+
+def block_stack(
+    cfg, prefix: str = "blocks", cross_attn: bool = False, post_norm: bool = False
+) -> Stack:
     """The `Stack` description of `cfg.n_layers` blocks under `prefix` (see the protocol)."""
     return Stack(
         prefix=prefix,
@@ -289,6 +310,7 @@ def block_stack(cfg, prefix: str = "blocks", cross_attn: bool = False) -> Stack:
         parallel=bool(cfg.parallel_attn_mlp),
         norm=cfg.normalization_type,
         attn=("attn", "cross_attn") if cross_attn else ("attn",),
+        post_norm=post_norm,
     )
 
 
@@ -320,7 +342,12 @@ class Transformer(nn.Module, HookedModel):
             self.b_vec = self.param("b_vec", nn.initializers.zeros, (c.d_model,), pd)
         if c.positional_embedding_type == "standard":
             self.W_pos = self.param("W_pos", init, (c.n_ctx, c.d_model), pd)
-        self.blocks = [TransformerBlock(c, i) for i in range(c.n_layers)]
+        if c.scan_layers:  # one block, params stacked over layers (mechjax.models.stacking)
+            from mechjax.models.stacking import PLACEHOLDER
+
+            self.blocks = TransformerBlock(c, 0, prefix=f"blocks.{PLACEHOLDER}")
+        else:
+            self.blocks = [TransformerBlock(c, i) for i in range(c.n_layers)]
         if c.normalization_type is not None and c.final_norm:
             self.ln_final = Norm(c.normalization_type, c.d_model, c.eps, "ln_final", dt, pd)
         if self.head is None and not c.tie_embeddings:
@@ -423,9 +450,32 @@ class Transformer(nn.Module, HookedModel):
           positions: optional static tuple of positions; the final norm and unembed (or head)
             see only these, so logits are `[batch, len(positions), d_vocab_out]`. For metrics
             that read only some positions (e.g. the last); None keeps every position.
+
+        With `cfg.remat` each block runs under `nn.remat`; with `cfg.scan_layers` the blocks
+        run as one `nn.scan` and `start_layer > 0` scans the slice `params[start_layer:]` of
+        the stacked params (so patching sweeps through `resume` work either way). Sites,
+        caches and interventions are the same as unrolled (`mechjax.models.stacking`).
         """
-        for block in self.blocks[start_layer:]:
-            resid = block(resid, hooks, attention_mask)
+        c = self.cfg
+        if c.scan_layers or c.remat:
+            from mechjax.models import stacking
+
+            if c.scan_layers:  # start_layer > 0 scans the slice params[start_layer:]
+                resid = stacking.scan_blocks(
+                    self.blocks,
+                    resid,
+                    hooks,
+                    attention_mask,
+                    n_layers=c.n_layers,
+                    start=start_layer,
+                    remat=c.remat,
+                )
+            else:
+                for block in self.blocks[start_layer:]:
+                    resid = stacking.remat_block(block, resid, hooks, attention_mask)
+        else:
+            for block in self.blocks[start_layer:]:
+                resid = block(resid, hooks, attention_mask)
         if positions is not None:
             resid = resid[:, list(positions)]  # [batch, len(positions), d_model]
         if self.cfg.normalization_type is not None and self.cfg.final_norm:
