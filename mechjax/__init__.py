@@ -9,6 +9,7 @@ logits, cache = mj.run(model, params, tokens, cache="blocks.*.attn.hook_pattern"
 
 from mechjax import edit, hooks, zoo
 from mechjax.analysis import metrics, patching
+from mechjax.generate import generate
 from mechjax.interventions import (
     Intervention,
     ablate,
@@ -51,6 +52,7 @@ __all__ = [
     "from_pretrained",
     "edit",
     "from_batch",
+    "generate",
     "hook",
     "hooks",
     "metrics",

@@ -68,17 +68,26 @@ class Norm(nn.Module):
         return out.astype(self.dtype)
 
 
-def rotary(x, rot_dim: int, base: float):
+def rotary(x, rot_dim: int, base: float, pos_ids=None):
     """Rotate-half RoPE (HF Llama / GPT-NeoX convention) on the first `rot_dim` dims.
 
-    x: [batch, pos, head, d_head]
+    x: [batch, pos, head, d_head]; pos_ids: optional int `[batch, pos]` position of each
+    token (left-padded rows, KV-cached decoding); None = `0 .. pos-1` for every row.
     """
-    pos = jnp.arange(x.shape[1], dtype=jnp.float32)
-    inv_freq = 1.0 / (base ** (jnp.arange(0, rot_dim, 2, dtype=jnp.float32) / rot_dim))
-    freqs = pos[:, None] * inv_freq[None, :]  # [pos, rot_dim/2]
-    emb = jnp.concatenate([freqs, freqs], axis=-1)  # [pos, rot_dim]
-    cos = jnp.cos(emb)[None, :, None, :].astype(x.dtype)  # [1, pos, 1, rot_dim]
-    sin = jnp.sin(emb)[None, :, None, :].astype(x.dtype)
+    if pos_ids is None:
+        pos = jnp.arange(x.shape[1], dtype=jnp.float32)
+        inv_freq = 1.0 / (base ** (jnp.arange(0, rot_dim, 2, dtype=jnp.float32) / rot_dim))
+        freqs = pos[:, None] * inv_freq[None, :]  # [pos, rot_dim/2]
+        emb = jnp.concatenate([freqs, freqs], axis=-1)  # [pos, rot_dim]
+        cos = jnp.cos(emb)[None, :, None, :].astype(x.dtype)  # [1, pos, 1, rot_dim]
+        sin = jnp.sin(emb)[None, :, None, :].astype(x.dtype)
+    else:
+        pos = jnp.asarray(pos_ids).astype(jnp.float32)  # [batch, pos]
+        inv_freq = 1.0 / (base ** (jnp.arange(0, rot_dim, 2, dtype=jnp.float32) / rot_dim))
+        freqs = pos[..., None] * inv_freq  # [batch, pos, rot_dim/2]
+        emb = jnp.concatenate([freqs, freqs], axis=-1)  # [batch, pos, rot_dim]
+        cos = jnp.cos(emb)[:, :, None, :].astype(x.dtype)  # [batch, pos, 1, rot_dim]
+        sin = jnp.sin(emb)[:, :, None, :].astype(x.dtype)
     x_rot, x_pass = x[..., :rot_dim], x[..., rot_dim:]
     half = rot_dim // 2
     rotated = jnp.concatenate([-x_rot[..., half:], x_rot[..., :half]], axis=-1)
@@ -102,9 +111,28 @@ class Attention(nn.Module):
     param_dtype: Any = jnp.float32
 
     @nn.compact
-    def __call__(self, x, hooks=NO_HOOKS, attention_mask=None, kv=None):
+    def __call__(
+        self,
+        x,
+        hooks=NO_HOOKS,
+        attention_mask=None,
+        kv=None,
+        *,
+        pos_ids=None,
+        kv_cache=None,
+        cache_index=None,
+    ):
         """x: queries' stream `[batch, q_pos, d_model]`; kv: keys'/values' stream
-        `[batch, k_pos, d_model]` for cross-attention (None: self-attention on x)."""
+        `[batch, k_pos, d_model]` for cross-attention (None: self-attention on x).
+
+        KV-cached decoding (used by `mj.generate`; all None = the plain forward): `kv_cache`
+        is `{"k": ..., "v": ...}`, fixed-size buffers `[batch, total_len, kv_head, d_head]`
+        (rotated keys); this call's keys/values are written at slot `cache_index` (traced
+        int) and the queries attend to every slot `<= cache_index + i` that
+        `attention_mask` (`[batch, total_len]`, 1 = real token) allows. `pos_ids`
+        `[batch, q_pos]` are the tokens' positions for RoPE. Returns `(out, new_kv_cache)`
+        when `kv_cache` is given.
+        """
         p, H, K, E, D = self.prefix, self.n_heads, self.n_kv_heads, self.d_head, self.d_model
         src = x if kv is None else kv
         init = nn.initializers.normal(self.init_range)
@@ -125,8 +153,21 @@ class Attention(nn.Module):
         q = hooks(f"{p}.hook_q", q, A.Q)
         k, v = hooks(f"{p}.hook_k", k, A.KV), hooks(f"{p}.hook_v", v, A.KV)
         if self.rotary_dim:
-            q = hooks(f"{p}.hook_rot_q", rotary(q, self.rotary_dim, self.rotary_base), A.Q)
-            k = hooks(f"{p}.hook_rot_k", rotary(k, self.rotary_dim, self.rotary_base), A.KV)
+            rd, rb = self.rotary_dim, self.rotary_base
+            q = hooks(f"{p}.hook_rot_q", rotary(q, rd, rb, pos_ids), A.Q)
+            k = hooks(f"{p}.hook_rot_k", rotary(k, rd, rb, pos_ids), A.KV)
+        if kv_cache is not None:
+            return self._cached(
+                q,
+                k,
+                v,
+                hooks,
+                attention_mask,
+                kv_cache,
+                cache_index,
+                W_O,
+                b_O if self.use_bias else None,
+            )
         if K != H:  # GQA: each kv head serves H // K consecutive query heads
             k = jnp.repeat(k, H // K, axis=2)  # [batch, pos, head, d_head]
             v = jnp.repeat(v, H // K, axis=2)
@@ -159,6 +200,42 @@ class Attention(nn.Module):
         if self.use_bias:
             out = out + b_O
         return out
+
+    def _cached(self, q, k, v, hooks, attention_mask, kv_cache, cache_index, W_O, b_O):
+        """The rest of `__call__` against the KV cache (see there); -> (out, new_cache)."""
+        p, H, K, E, dt = self.prefix, self.n_heads, self.n_kv_heads, self.d_head, self.dtype
+        idx = jnp.asarray(cache_index, jnp.int32)
+        zero = jnp.zeros((), jnp.int32)
+        start = (zero, idx, zero, zero)
+        k_all = jax.lax.dynamic_update_slice(kv_cache["k"], k.astype(kv_cache["k"].dtype), start)
+        v_all = jax.lax.dynamic_update_slice(kv_cache["v"], v.astype(kv_cache["v"].dtype), start)
+        new_cache = {"k": k_all, "v": v_all}
+        kk, vv = k_all.astype(dt), v_all.astype(dt)
+        if K != H:
+            kk = jnp.repeat(kk, H // K, axis=2)  # [batch, total_len, head, d_head]
+            vv = jnp.repeat(vv, H // K, axis=2)
+        scores = jnp.einsum("bqhe,bkhe->bhqk", q.astype(jnp.float32), kk.astype(jnp.float32))
+        scores = scores / jnp.sqrt(jnp.float32(E))  # [batch, head, q_pos, total_len]
+        n_q, n_k = scores.shape[-2:]
+        q_slot = idx + jnp.arange(n_q)  # each query's slot in the buffer
+        allowed = (jnp.arange(n_k)[None, :] <= q_slot[:, None])[None, None]  # causal, written
+        if attention_mask is not None:  # [batch, total_len], 1 = real token
+            allowed = allowed & attention_mask.astype(bool)[:, None, None, :]
+        scores = jnp.where(allowed, scores, -jnp.inf)
+        scores = hooks(f"{p}.hook_attn_scores", scores, A.PATTERN)
+        pattern = jax.nn.softmax(scores, axis=-1)
+        pattern = jnp.where(jnp.isnan(pattern), 0.0, pattern)  # a pad query sees no key
+        pattern = hooks(f"{p}.hook_pattern", pattern.astype(dt), A.PATTERN)
+        z = jnp.einsum("bhqk,bkhe->bqhe", pattern, vv)
+        z = hooks(f"{p}.hook_z", z, A.Z)  # [batch, q_pos, head, d_head]
+        if hooks.active(f"{p}.hook_result"):
+            result = jnp.einsum("bqhe,hed->bqhd", z, W_O)
+            out = hooks(f"{p}.hook_result", result, A.RESULT).sum(axis=2)
+        else:
+            out = jnp.einsum("bqhe,hed->bqd", z, W_O)
+        if b_O is not None:
+            out = out + b_O
+        return out, new_cache
 
 
 class MLP(nn.Module):
@@ -266,12 +343,41 @@ class TransformerBlock(nn.Module):
     def _norm(self, which, x, hooks):
         return x if self.cfg.normalization_type is None else getattr(self, which)(x, hooks)
 
-    def __call__(self, resid, hooks=NO_HOOKS, attention_mask=None):
+    def __call__(
+        self,
+        resid,
+        hooks=NO_HOOKS,
+        attention_mask=None,
+        *,
+        pos_ids=None,
+        kv_cache=None,
+        cache_index=None,
+    ):
+        """`pos_ids` / `kv_cache` / `cache_index`: KV-cached decoding (see `Attention`);
+        with `kv_cache` the block returns `(resid_post, new_kv_cache)`."""
+        if kv_cache is not None:
+            new = {}
+
+            def attn_fn(x, h, m):
+                out, new["kv"] = self.attn(
+                    x, h, m, pos_ids=pos_ids, kv_cache=kv_cache, cache_index=cache_index
+                )
+                return out
+
+            return self._pre_norm(resid, hooks, attention_mask, attn_fn), new["kv"]
+        return self._pre_norm(resid, hooks, attention_mask, None)
+
+    def _pre_norm(self, resid, hooks, attention_mask, attn_fn):
         c, p, R = self.cfg, self.site_prefix, A.RESID
         resid = hooks(f"{p}.hook_resid_pre", resid, R)  # [batch, pos, d_model]
         if self.post_norm:
+            if attn_fn is not None:
+                raise NotImplementedError("KV-cached decoding of post-norm blocks")
             return self._post_norm(resid, hooks, attention_mask)
-        attn = self.attn(self._norm("ln1", resid, hooks), hooks, attention_mask)
+        if attn_fn is None:
+            attn = self.attn(self._norm("ln1", resid, hooks), hooks, attention_mask)
+        else:
+            attn = attn_fn(self._norm("ln1", resid, hooks), hooks, attention_mask)
         attn_out = hooks(f"{p}.hook_attn_out", attn, R)
         if c.attn_only:
             return hooks(f"{p}.hook_resid_post", resid + attn_out, R)
@@ -410,8 +516,11 @@ class Transformer(nn.Module, HookedModel):
 
     # -- forward ------------------------------------------------------------------------------
 
-    def embed(self, inputs, hooks=NO_HOOKS):
-        """Token and/or vector embedding plus learned positions -> resid `[batch, pos, d_model]`."""
+    def embed(self, inputs, hooks=NO_HOOKS, pos_ids=None):
+        """Token and/or vector embedding plus learned positions -> resid `[batch, pos, d_model]`.
+
+        `pos_ids`: optional int `[batch, pos]` positions (left padding, decoding); None =
+        `0 .. pos-1`."""
         c, dt = self.cfg, dtype_of(self.cfg.dtype)
         if isinstance(inputs, dict):
             tokens, vectors, is_vec = inputs["tokens"], inputs["vectors"], inputs["is_vector"]
@@ -428,13 +537,52 @@ class Transformer(nn.Module, HookedModel):
             emb = vec if emb is None else jnp.where(is_vec[..., None], vec, emb)
         emb = hooks("hook_embed", emb, A.RESID)
         if c.positional_embedding_type == "standard":
-            n = emb.shape[1]
-            pos = jnp.broadcast_to(self.W_pos[:n].astype(dt)[None], emb.shape)
+            if pos_ids is None:
+                n = emb.shape[1]
+                pos = jnp.broadcast_to(self.W_pos[:n].astype(dt)[None], emb.shape)
+            else:
+                pos = self.W_pos[jnp.asarray(pos_ids)].astype(dt)  # [batch, pos, d_model]
             emb = emb + hooks("hook_pos_embed", pos, A.RESID)
         return emb
 
     def __call__(self, inputs, hooks=NO_HOOKS, attention_mask=None):
         return self.forward_from(self.embed(inputs, hooks), hooks, attention_mask)
+
+    def decode(
+        self,
+        inputs,
+        hooks=NO_HOOKS,
+        attention_mask=None,
+        *,
+        pos_ids,
+        kv_cache,
+        cache_index,
+        positions=None,
+    ):
+        """One KV-cached forward (prefill or decode step of `mj.generate`).
+
+        inputs: tokens `[batch, q_pos]` occupying buffer slots `cache_index ..`; pos_ids:
+        their positions `[batch, q_pos]`; kv_cache: a list (one per layer) of
+        `{"k", "v"}` buffers `[batch, total_len, kv_head, d_head]`; attention_mask:
+        `[batch, total_len]` (1 = real token). `positions`: static readout positions as in
+        `forward_from`. Returns `(logits, new_kv_cache)`. Unrolled blocks only (use
+        `mechjax.models.stacking.unrolled` for a `scan_layers` model); remat is ignored.
+        """
+        if self.cfg.scan_layers:
+            raise NotImplementedError("decode: unroll the model first (stacking.unrolled)")
+        resid = self.embed(inputs, hooks, pos_ids=pos_ids)
+        new_cache = []
+        for block, layer_cache in zip(self.blocks, kv_cache):
+            resid, nc = block(
+                resid,
+                hooks,
+                attention_mask,
+                pos_ids=pos_ids,
+                kv_cache=layer_cache,
+                cache_index=cache_index,
+            )
+            new_cache.append(nc)
+        return self._readout(resid, hooks, positions), new_cache
 
     def forward_from(
         self, resid, hooks=NO_HOOKS, attention_mask=None, start_layer: int = 0, positions=None
@@ -476,6 +624,9 @@ class Transformer(nn.Module, HookedModel):
         else:
             for block in self.blocks[start_layer:]:
                 resid = block(resid, hooks, attention_mask)
+        return self._readout(resid, hooks, positions)
+
+    def _readout(self, resid, hooks, positions):
         if positions is not None:
             resid = resid[:, list(positions)]  # [batch, len(positions), d_model]
         if self.cfg.normalization_type is not None and self.cfg.final_norm:
