@@ -142,7 +142,10 @@ def as_arrays(tree):
             raise ValueError(f"inputs given as nested lists must be rectangular: {e}") from None
         if arr.dtype == object:
             raise ValueError("inputs given as nested lists must be rectangular (equal lengths)")
-        return arr
+        # JAX's default widths (what jnp.asarray would give without x64)
+        return arr.astype(
+            {"i": np.int32, "u": np.int32, "f": np.float32}.get(arr.dtype.kind, arr.dtype)
+        )
     return tree
 
 
