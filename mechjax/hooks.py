@@ -20,10 +20,6 @@ import difflib
 import fnmatch
 from collections.abc import Callable, Iterable
 
-# Sites that cost extra compute when materialised; modules only build them when
-# a cache or an intervention asks for them.
-EXPENSIVE_SITES = ("hook_result",)
-
 
 def is_pattern(spec: str) -> bool:
     return any(c in spec for c in "*?[")

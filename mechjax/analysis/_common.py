@@ -117,12 +117,6 @@ def split_metric(metric):
     return metric.fn, tuple(int(p) for p in positions)
 
 
-def n_pos_of(inputs) -> int:
-    if isinstance(inputs, dict):
-        return int(np.shape(inputs["tokens"])[1])
-    return int(np.shape(inputs)[1])
-
-
 def check_model(model, what: str):
     """The model's config, after checking it implements the protocol (`mechjax.models`)."""
     if not is_model(model):
@@ -132,17 +126,6 @@ def check_model(model, what: str):
             f"mechjax.models)."
         )
     return getattr(model, "cfg", None)
-
-
-def stack_and_layer(model, site: str, what: str):
-    """(Stack, layer) of a layer site like `decoder.blocks.2.cross_attn.hook_z`."""
-    found = model.stack_of(site)
-    if found is None:
-        raise ValueError(
-            f"{what}: {site!r} is not inside a layer stack of this model "
-            f"(stacks: {[s.prefix for s in model.layer_stacks()]})."
-        )
-    return found
 
 
 def check_cache(cache, names, what: str, shapes=None):

@@ -21,9 +21,8 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from mechjax import hooks as _hooks
 from mechjax.analysis import _common
-from mechjax.analysis.patching import _axis_of, _map, site_template
+from mechjax.analysis.patching import _axis_of, _map, layer_sites, site_template
 from mechjax.interventions import Intervention
 
 
@@ -169,20 +168,10 @@ def attribute(
     template, st = site_template(model, site, stack, what)
     if ig_steps is not None and (not isinstance(ig_steps, int) or ig_steps < 1):
         raise ValueError(f"{what}: ig_steps must be None or a positive int, got {ig_steps!r}")
-    layers = tuple(range(st.n_layers)) if layers is None else tuple(int(i) for i in layers)
-    bad = [i for i in layers if not 0 <= i < st.n_layers]
-    if bad:
-        raise ValueError(f"{what}: layers {bad} out of range 0..{st.n_layers - 1}")
-    corrupted_tokens = _common.as_arrays(corrupted_tokens)
-    _common.check_inputs(model, corrupted_tokens, attention_mask)
-    info = _common.site_info(model, corrupted_tokens, attention_mask)
+    layers, corrupted_tokens, info, names = layer_sites(
+        model, template, st, layers, corrupted_tokens, attention_mask, what
+    )
     shapes = {k: s for k, (s, _) in info.items()}
-    names = tuple(template.format(i) for i in layers)
-    unknown = [n for n in names if n not in shapes]
-    if unknown:
-        raise ValueError(
-            f"{what}: {unknown[0]!r} is not a site of this model; closest: {_hooks.closest(unknown[0], shapes)}"
-        )
     inputs0 = layer0_sites(model) if ig_steps else ()
     _common.check_cache(clean_cache, list(names) + list(inputs0), what, shapes)
     index_axes = tuple(tuple(_axis_of(ix, info[n][1], n) for ix in index) for n in names)

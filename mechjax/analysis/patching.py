@@ -77,6 +77,27 @@ def site_template(model, site: str, stack: str | None = None, what: str = "patch
     return site, model.stack(prefix)
 
 
+def layer_sites(model, template, st, layers, inputs, attention_mask, what):
+    """Host-side prologue of a per-layer sweep: `(layers, inputs, site_info, names)`.
+
+    Resolves `layers` (default: every layer of stack `st`) and checks them, converts and
+    checks the inputs, and checks that `template.format(layer)` is a site for each layer.
+    """
+    layers = tuple(range(st.n_layers)) if layers is None else tuple(int(i) for i in layers)
+    bad = [i for i in layers if not 0 <= i < st.n_layers]
+    if bad:
+        raise ValueError(f"{what}: layers {bad} out of range 0..{st.n_layers - 1}")
+    inputs = _common.as_arrays(inputs)
+    _common.check_inputs(model, inputs, attention_mask)
+    info = _common.site_info(model, inputs, attention_mask)
+    names = tuple(template.format(i) for i in layers)
+    unknown = [n for n in names if n not in info]
+    if unknown:
+        near = _hooks.closest(unknown[0], info)
+        raise ValueError(f"{what}: {unknown[0]!r} is not a site of this model; closest: {near}")
+    return layers, inputs, info, names
+
+
 def _map(fn, xs, chunk_size):
     if chunk_size is None or chunk_size >= xs.shape[0]:
         return jax.vmap(fn)(xs)
@@ -195,19 +216,10 @@ def activation_patch(
         raise TypeError(f"{what}: metric must be a function logits -> scalar, got {metric!r}")
     if chunk_size is not None and (not isinstance(chunk_size, int) or chunk_size < 1):
         raise ValueError(f"{what}: chunk_size must be a positive int or None, got {chunk_size!r}")
-    layers = tuple(range(st.n_layers)) if layers is None else tuple(int(i) for i in layers)
-    bad = [i for i in layers if not 0 <= i < st.n_layers]
-    if bad:
-        raise ValueError(f"{what}: layers {bad} out of range 0..{st.n_layers - 1}")
-    corrupted_tokens = _common.as_arrays(corrupted_tokens)
-    _common.check_inputs(model, corrupted_tokens, attention_mask)
-    info = _common.site_info(model, corrupted_tokens, attention_mask)
+    layers, corrupted_tokens, info, names = layer_sites(
+        model, template, st, layers, corrupted_tokens, attention_mask, what
+    )
     shapes = {k: v[0] for k, v in info.items()}
-    names = [template.format(i) for i in layers]
-    unknown = [n for n in names if n not in shapes]
-    if unknown:
-        near = _hooks.closest(unknown[0], shapes)
-        raise ValueError(f"{what}: {unknown[0]!r} is not a site of this model; closest: {near}")
     _common.check_cache(clean_cache, names, what, shapes)
     index_axes = tuple(tuple(_axis_of(ix, info[n][1], n) for ix in index) for n in names)
     clean_values = tuple(jnp.asarray(clean_cache[n]) for n in names)

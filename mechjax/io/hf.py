@@ -187,13 +187,19 @@ class _Tensors:
         with jax.default_device(jax.local_devices(backend="cpu")[0]):
             return np.asarray(self._handle(self.files[full], "flax").get_tensor(full))
 
-    def check_all_used(self, ignore: Callable[[str], bool]):
+    def check_all_used(
+        self,
+        ignore: Callable[[str], bool],
+        what: str = "checkpoint",
+        user: str = "this architecture",
+        hint: str = "and is it a causal-LM checkpoint?",
+    ):
         extra = sorted(k for k in self.files if k not in self.used and not ignore(k))
         if extra:
             raise ValueError(
-                f"from_pretrained: checkpoint has {len(extra)} tensor(s) this architecture does "
+                f"from_pretrained: {what} has {len(extra)} tensor(s) {user} does "
                 f"not use: {extra[:8]}{' ...' if len(extra) > 8 else ''}. Is config.json for "
-                "these weights, and is it a causal-LM checkpoint?"
+                f"these weights, {hint}"
             )
 
 
@@ -542,9 +548,11 @@ def from_pretrained(path, dtype="float32", return_tokenizer: bool = False):
     return model, params
 
 
-def _finish(model: Transformer, tree: dict, cfg: TransformerConfig) -> dict:
-    """Checks the converted tree against the model's own param shapes; casts to cfg.dtype."""
-    expected = jax.eval_shape(lambda: model.init(jax.random.key(0), np.zeros((1, 1), np.int32)))
+def _finish(model, tree: dict, cfg) -> dict:
+    """Checks the converted tree against the model's own param shapes; casts to cfg.dtype.
+
+    Any family: the expected shapes come from `model.example_inputs()` (the protocol)."""
+    expected = jax.eval_shape(lambda: model.init(jax.random.key(0), model.example_inputs()))
     exp, got = _shapes(expected["params"]), _shapes(tree)
     if exp != got:  # a converter bug, not a user error: say exactly what differs
         diff = sorted(set(exp.items()) ^ set(got.items()))

@@ -42,11 +42,9 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
-import jax
-import jax.numpy as jnp
 import numpy as np
 
-from mechjax.io.hf import _act, _dtype_name, _shapes, _Tensors, _unsupported
+from mechjax.io.hf import _act, _dtype_name, _finish, _Tensors, _unsupported
 from mechjax.models.encoder_decoder import EncoderDecoder, EncoderDecoderConfig
 
 ARCHITECTURES = ("BartModel", "BartForConditionalGeneration")
@@ -230,21 +228,14 @@ def load(folder: Path, hf: dict, dtype="float32", return_tokenizer: bool = False
         # Two different token embeddings (untied transformers-5 checkpoints) stay two.
         cfg = cfg.replace(share_embeddings=bool(np.array_equal(W_enc, W_dec)))
         tree = _params(cfg, t, generate, W_enc, W_dec)
-        extra = sorted(k for k in t.files if k not in t.used and not _IGNORED.search(k))
-    if extra:
-        raise ValueError(
-            f"from_pretrained: BART checkpoint has {len(extra)} tensor(s) mj.EncoderDecoder "
-            f"does not use: {extra[:8]}{' ...' if len(extra) > 8 else ''}. Is config.json for "
-            f"these weights (architectures {list(ARCHITECTURES)})?"
+        t.check_all_used(
+            lambda k: bool(_IGNORED.search(k)),
+            "BART checkpoint",
+            "mj.EncoderDecoder",
+            f"(architectures {list(ARCHITECTURES)})?",
         )
     model = EncoderDecoder(cfg)
-    expected = jax.eval_shape(lambda: model.init(jax.random.key(0), model.example_inputs()))
-    exp, got = _shapes(expected["params"]), _shapes(tree)
-    if exp != got:  # a converter bug, not a user error: say exactly what differs
-        diff = sorted(set(exp.items()) ^ set(got.items()))
-        raise AssertionError(f"from_pretrained: converted params differ from the model's: {diff}")
-    target = jnp.dtype(cfg.param_dtype)
-    params = {"params": jax.tree.map(lambda a: jnp.asarray(np.asarray(a).astype(target)), tree)}
+    params = _finish(model, tree, cfg)
     if not return_tokenizer:
         return model, params
     from mechjax.io.hf import load_tokenizer

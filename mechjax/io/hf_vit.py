@@ -28,11 +28,9 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
-import jax
-import jax.numpy as jnp
 import numpy as np
 
-from mechjax.io.hf import _act, _dtype_name, _shapes, _Tensors, _unsupported
+from mechjax.io.hf import _act, _dtype_name, _finish, _Tensors, _unsupported
 from mechjax.models.vit import ViT, ViTConfig
 
 ARCHITECTURES = ("ViTModel", "ViTForImageClassification")
@@ -157,19 +155,12 @@ def load(folder: Path, hf: dict, dtype="float32", return_tokenizer: bool = False
     cfg = config_from_hf_vit(hf, dtype)
     with _Tensors(folder, "vit.") as t:
         tree = _params(cfg, hf, t)
-        extra = sorted(k for k in t.files if k not in t.used and not _IGNORED.search(k))
-    if extra:
-        raise ValueError(
-            f"from_pretrained: ViT checkpoint has {len(extra)} tensor(s) mj.ViT does not use: "
-            f"{extra[:8]}{' ...' if len(extra) > 8 else ''}. Is config.json for these weights "
-            f"(architectures {list(ARCHITECTURES)})?"
+        t.check_all_used(
+            lambda k: bool(_IGNORED.search(k)),
+            "ViT checkpoint",
+            "mj.ViT",
+            f"(architectures {list(ARCHITECTURES)})?",
         )
     model = ViT(cfg)
-    expected = jax.eval_shape(lambda: model.init(jax.random.key(0), model.example_inputs()))
-    exp, got = _shapes(expected["params"]), _shapes(tree)
-    if exp != got:  # a converter bug, not a user error: say exactly what differs
-        diff = sorted(set(exp.items()) ^ set(got.items()))
-        raise AssertionError(f"from_pretrained: converted params differ from the model's: {diff}")
-    target = jnp.dtype(cfg.param_dtype)
-    params = {"params": jax.tree.map(lambda a: jnp.asarray(np.asarray(a).astype(target)), tree)}
+    params = _finish(model, tree, cfg)
     return (model, params, None) if return_tokenizer else (model, params)

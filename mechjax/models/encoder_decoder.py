@@ -77,7 +77,7 @@ import numpy as np
 from mechjax.hooks import NO_HOOKS
 from mechjax.models import axes as A
 from mechjax.models.config import ConfigIO, TransformerConfig
-from mechjax.models.protocol import HookedModel, Readout, Stack, check_token_ids
+from mechjax.models.protocol import HookedModel, Readout, Stack, check_token_ids, split_inputs
 from mechjax.models.transformer import (
     MLP,
     Attention,
@@ -451,12 +451,7 @@ class Encoder(nn.Module):
         c, dt = self.cfg, dtype_of(self.cfg.dtype)
         if not c.share_embeddings:
             W_E = self.W_E
-        if isinstance(inputs, dict):
-            tokens, vectors, is_vec = inputs["tokens"], inputs["vectors"], inputs["is_vector"]
-        elif jnp.issubdtype(jnp.asarray(inputs).dtype, jnp.integer):
-            tokens, vectors, is_vec = inputs, None, None
-        else:
-            tokens, vectors, is_vec = None, inputs, None
+        tokens, vectors, is_vec = split_inputs(inputs)
         emb = None
         if tokens is not None:
             emb = _embed_tokens(W_E, jnp.asarray(tokens), c, dt, is_vec)

@@ -74,6 +74,11 @@ class HookedModel:
             f"{[s.prefix for s in stacks]}."
         )
 
+    def resume_sites(self, stack: str, layer: int) -> tuple[str, ...]:
+        """Default for models whose stack depends only on its own residual stream."""
+        self.stack(stack)
+        return (f"{stack}.{layer}.hook_resid_pre",)
+
     def stack_of(self, site: str) -> tuple[Stack, int] | None:
         """(stack, layer) that site `site` belongs to, or None (embeddings, readout)."""
         for s in sorted(self.layer_stacks(), key=lambda s: -len(s.prefix)):
@@ -83,6 +88,15 @@ class HookedModel:
                 if rest.isdigit():
                     return s, int(rest)
         return None
+
+
+def split_inputs(inputs):
+    """Token / vector / mixed inputs of a sequence stream -> `(tokens, vectors, is_vector)`."""
+    if isinstance(inputs, dict):
+        return inputs["tokens"], inputs["vectors"], inputs["is_vector"]
+    if jnp.issubdtype(jnp.asarray(inputs).dtype, jnp.integer):
+        return inputs, None, None
+    return None, inputs, None
 
 
 def is_model(model) -> bool:

@@ -17,7 +17,7 @@ import jax.numpy as jnp
 from mechjax.hooks import NO_HOOKS
 from mechjax.models import axes as A
 from mechjax.models.config import TransformerConfig
-from mechjax.models.protocol import HookedModel, Readout, Stack
+from mechjax.models.protocol import HookedModel, Readout, Stack, split_inputs
 
 _DT = {"float32": jnp.float32, "bfloat16": jnp.bfloat16, "float16": jnp.float16}
 
@@ -476,10 +476,6 @@ class Transformer(nn.Module, HookedModel):
     def layer_stacks(self) -> tuple[Stack, ...]:
         return (block_stack(self.cfg),)
 
-    def resume_sites(self, stack: str, layer: int) -> tuple[str, ...]:
-        self.stack(stack)
-        return (f"blocks.{layer}.hook_resid_pre",)
-
     def resume(
         self,
         inputs,
@@ -522,12 +518,7 @@ class Transformer(nn.Module, HookedModel):
         `pos_ids`: optional int `[batch, pos]` positions (left padding, decoding); None =
         `0 .. pos-1`."""
         c, dt = self.cfg, dtype_of(self.cfg.dtype)
-        if isinstance(inputs, dict):
-            tokens, vectors, is_vec = inputs["tokens"], inputs["vectors"], inputs["is_vector"]
-        elif jnp.issubdtype(jnp.asarray(inputs).dtype, jnp.integer):
-            tokens, vectors, is_vec = inputs, None, None
-        else:
-            tokens, vectors, is_vec = None, inputs, None
+        tokens, vectors, is_vec = split_inputs(inputs)
         emb = None
         if tokens is not None:
             safe = tokens if is_vec is None else jnp.where(is_vec, 0, tokens)

@@ -390,10 +390,6 @@ class ViT(nn.Module, HookedModel):
     def layer_stacks(self) -> tuple[Stack, ...]:
         return (block_stack(self.cfg.block_config),)
 
-    def resume_sites(self, stack: str, layer: int) -> tuple[str, ...]:
-        self.stack(stack)
-        return (f"blocks.{layer}.hook_resid_pre",)
-
     def resume(
         self,
         inputs,
