@@ -44,10 +44,14 @@ def model_config(t, vocab: int) -> mj.TransformerConfig:
     )
 
 
-def eval_batches(tokenizer, task_names, n: int, seed: int = D.EVAL_SEED, options=None) -> dict:
-    """Encoded eval prompts per task (a disjoint seed from the training examples)."""
+def eval_batches(
+    tokenizer, task_names, n: int, seed: int = D.EVAL_SEED, options=None, split=None
+) -> dict:
+    """Encoded eval prompts per task: with split data the tasks' `split` (training-time
+    evals use "val"), else the legacy generators at a seed disjoint from the training ones."""
     return {
-        name: T.encode(D.task_prompts(name, n, seed, options), tokenizer) for name in task_names
+        name: T.encode(D.task_prompts(name, n, seed, options, split), tokenizer)
+        for name in task_names
     }
 
 
@@ -67,16 +71,10 @@ def build(config) -> Task:
             "curriculum phase covers steps early_from .. early_steps - 1, so early_from must be "
             "in [0, early_steps) (0 when there is no phase)."
         )
-    data = D.build(
-        t.vocab_size,
-        t.task_share,
-        t.n_per_task,
-        max_files=t.max_files,
-        task_weights=D.plain(t.task_weights),
-        task_options=options,
-        early_task_weights=early_w,
-        early_task_options=early_o,
-    )
+    data = D.build(**D.build_kwargs(t))
+    # split data: training-time evals (and every choice made while developing) use "val";
+    # the model card reports "test" (python -m mechjax.zoo table)
+    eval_split = D.EVAL_SPLIT if t.get("split_data", False) else None
     vocab = data.tokenizer.get_vocab_size()
     cfg = model_config(t, vocab)
     model = mj.Transformer(cfg)
@@ -91,14 +89,17 @@ def build(config) -> Task:
     task_names = tuple(D.MIXTURE_TASKS) if t.task_share > 0 else ()
     batches = {}
     if task_names:
-        batches = eval_batches(data.tokenizer, task_names, t.eval_per_task, options=options)
+        batches = eval_batches(
+            data.tokenizer, task_names, t.eval_per_task, options=options, split=eval_split
+        )
     # the first phase's forms of the tasks whose options it changes (accuracy only, to watch
     # what the curriculum teaches)
     _, early_options = D.early_mixture({}, options, {}, early_o)
     early_batches = {
         f"{name}_early": b
         for name, b in eval_batches(
-            data.tokenizer, sorted(early_o), t.eval_per_task, options=early_options
+            data.tokenizer, sorted(early_o), t.eval_per_task, options=early_options,
+            split=eval_split,
         ).items()
     }
     batch_size = config.batch_size

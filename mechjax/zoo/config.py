@@ -62,6 +62,10 @@ def zoo_config(
     t.short_vocab = 0  # random warm-up tokens from [1, short_vocab) (0 = the whole vocabulary)
     t.task_weights = {}  # {task: w}: w times the examples of that task (zoo.data.build)
     t.task_options = {}  # {task: generator options}, used for training and evaluation
+    # True: task texts from the tasks' "train" split (templates, names, items held out by
+    # hash; `mechjax.data.tasks.splits`), evals during training on "val", cards on "test".
+    # False: the legacy generators the first zoo was trained on (same templates everywhere).
+    t.split_data = False
     # curriculum by task mix: for steps early_from .. early_steps - 1 the task examples are
     # drawn with these weights / options instead (zoo.data.build's early_task_*), e.g.
     # {"colored_objects": {"form": "recap"}}; evaluation always uses `task_options`

@@ -131,13 +131,26 @@ def lexicon_texts(tasks=MIXTURE_TASKS, copies: int = 8, seed: int = 0) -> list[s
     from mechjax.data import tasks as T
 
     rng = np.random.default_rng(seed)
-    words = sorted({w for t in tasks if t in T.LEXICONS for w in T.LEXICONS[t]()})
+    words = lexicon_words(tasks)
     out = []
     for _ in range(copies):
         order = rng.permutation(len(words))
         for i in range(0, len(order), 24):
             out.append("Words:" + "".join(" " + words[j] for j in order[i : i + 24]) + ".")
     return out
+
+
+def lexicon_words(tasks=MIXTURE_TASKS) -> list[str]:
+    """Every entity word of every split of `tasks` (`mechjax.data.tasks.LEXICONS`), sorted."""
+    from mechjax.data import tasks as T
+
+    return sorted({w for t in tasks if t in T.LEXICONS for w in T.LEXICONS[t]()})
+
+
+# how often the tokenizer's input lists each lexicon word: held-out names and objects occur
+# in no training prompt, so without this BPE never merges them (" Neil" -> " Ne", "il") and
+# their clean / corrupted prompts tokenize to different lengths
+LEXICON_PRIMER_COPIES = 1000
 
 
 def build_kwargs(task_config) -> dict:
@@ -342,6 +355,8 @@ def _build(
     # is one token even if the examples happen to miss one (e.g. greater-than's "01")
     numbers = "".join(f" {i}" for i in range(100)) + " x" + "".join(f"{i:02d}" for i in range(100))
     primer = [numbers] * 50 if task_share > 0 else []
+    if lexicon:  # every split's entity words, so that each is one token (see the constant)
+        primer += ["".join(" " + w for w in lexicon_words())] * LEXICON_PRIMER_COPIES
     tokenizer = train_bpe(code + (extra + new_early) * 4 + primer, vocab_size=vocab_size)
     code_stream = corpus.tokenize_texts(code, tokenizer)
     held_stream = corpus.tokenize_texts(held, tokenizer)

@@ -131,7 +131,7 @@ V2_NAMES = NAMES + (
     "filter", "flag", "group", "handler", "header", "image", "input", "kind", "layer",
     "length", "logger", "mask", "message", "method", "number", "option", "order", "output",
     "owner", "params", "parent", "pattern", "record", "region", "request", "response", "root",
-    "scale", "schema", "scope", "seed", "session", "size_hint", "stream", "suffix", "tag",
+    "scale", "schema", "scope", "seed", "session", "hint", "stream", "suffix", "tag",
     "timeout", "title", "tree", "unit", "version", "weight",
 )  # fmt: skip
 V2_WORDS = WORDS + (
