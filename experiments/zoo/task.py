@@ -98,7 +98,10 @@ def build(config) -> Task:
     early_batches = {
         f"{name}_early": b
         for name, b in eval_batches(
-            data.tokenizer, sorted(early_o), t.eval_per_task, options=early_options,
+            data.tokenizer,
+            sorted(early_o),
+            t.eval_per_task,
+            options=early_options,
             split=eval_split,
         ).items()
     }

@@ -128,7 +128,6 @@ def lexicon_texts(tasks=MIXTURE_TASKS, copies: int = 8, seed: int = 0) -> list[s
     Tom ..."), in `copies` shuffled orders. Split-data builds add them to the tokenizer's
     input and to the training stream, so that test-split names and objects are single tokens
     with trained embeddings, without any test prompt entering training."""
-    from mechjax.data import tasks as T
 
     rng = np.random.default_rng(seed)
     words = lexicon_words(tasks)
