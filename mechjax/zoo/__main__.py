@@ -51,7 +51,9 @@ def _table(names, n: int, out: str | None, plots: str | None) -> int:
             else {"options": {"docstring": {"names": E.docstring_names(tok)}}}
         )
         result = {
-            "tasks": E.task_table(model, params, tok, tasks, n=n, mixture=mixture, **args),
+            "tasks": E.task_table(
+                model, params, tok, tasks, n=n, mixture=mixture, baselines=True, **args
+            ),
             "code": E.code_loss(model, params, tok),
             "heads": {k: v.tolist() for k, v in E.head_scores(model, params, tok).items()},
         }

@@ -1,8 +1,11 @@
 """The numbers of a zoo model card, computed from the weights with `mj.run`.
 
 * :func:`task_table`: per task, top-1 accuracy and the logit difference on clean and corrupted
-  prompts (eval prompts come from a seed disjoint from the training examples'; the column
-  `seen` gives the fraction that nonetheless appear verbatim among the training prompts).
+  prompts, beside the format-only chance and the strongest cheap shortcut
+  (`mechjax.data.tasks.shortcuts`). A split-data model is evaluated on its tasks' "test"
+  split (templates, names and items no training text used); a legacy model on prompts of a
+  seed disjoint from the training examples'. The column `seen` gives the fraction of eval
+  prompts that nonetheless appear verbatim among the training prompts.
 * :func:`code_loss`: next-token loss on held-out standard-library files vs the unigram
   baseline (the train files' token frequencies).
 * :func:`head_scores`: induction and previous-token scores of every head on repeated random
@@ -55,20 +58,33 @@ def task_table(
     options: dict | None = None,
     weights: dict | None = None,
     n_per_task: int = 20000,
+    split: str | None = None,
+    baselines: bool = False,
 ):
-    """Per-task metrics on `n` eval prompts. Returns {task: {n, accuracy, logit_diff,
-    logit_diff_corrupted, ld_positive, prob_diff, prob_diff_corrupted, seen}}; `seen` is against the mixture's training prompts
-    (`n_per_task`, `weights` as in `zoo.data.build`; 0 when `mixture=False`); `options` maps a
-    task to generator options (a mixture model's own are in its card: see
-    :func:`mixture_args`). Tasks the tokenizer cannot encode (an answer that is not one token)
-    are left out with a note under the key "_skipped"."""
+    """Per-task metrics on `n` eval prompts.
+
+    Returns {task: {n, accuracy, logit_diff, logit_diff_corrupted, ld_positive, prob_diff,
+    prob_diff_corrupted, seen}} and, with `baselines=True`, also `chance` (format-only top-1)
+    and `shortcut` / `shortcut_accuracy` (the strongest cheap shortcut of
+    `mechjax.data.tasks.shortcuts`, scored on the same prompts, fitted on "train").
+
+    `split`: the tasks' split to evaluate ("test" for a card of a split-data model; "val" is
+    what its training-time evals use); None = the legacy generators at `seed`. `seen` is the
+    fraction of eval prompts that appear verbatim among the mixture's training prompts
+    (`n_per_task`, `weights` as in `zoo.data.build`, drawn from "train" when `split` is set;
+    0 when `mixture=False`). `options` maps a task to generator options (a mixture model's
+    own are in its card: see :func:`mixture_args`). Tasks the tokenizer cannot encode (an
+    answer that is not one token) are left out with a note under the key "_skipped"."""
+    from mechjax.data.tasks import shortcuts
+
     train = {}
     if mixture:
-        ps = D.training_prompts(n_per_task, D.TRAIN_SEED, tasks, weights, options)
+        train_split = D.TRAIN_SPLIT if split is not None else None
+        ps = D.training_prompts(n_per_task, D.TRAIN_SEED, tasks, weights, options, train_split)
         train = {name: set(p.clean) for name, p in ps.items()}
     out, skipped = {}, {}
     for name in tasks:
-        prompts = D.task_prompts(name, n, seed, options)  # the training-time evals' prompts
+        prompts = D.task_prompts(name, n, seed, options, split)
         try:
             batch = T.encode(prompts, tokenizer)
         except ValueError as e:
@@ -85,6 +101,21 @@ def task_table(
             "prob_diff_corrupted": float(px.mean()),
             "seen": float(np.mean([c in train.get(name, ()) for c in prompts.clean])),
         }
+        if baselines:
+            # the same prompts: `baselines` generates them from the same seed and options
+            table = shortcuts.baselines(
+                name,
+                split,
+                n=n,
+                seed=D.task_seed(name, seed, split),
+                options=(options or {}).get(name),
+            )
+            best, value = shortcuts.strongest(
+                {k: v for k, v in table.items() if k != "chance"}, "accuracy"
+            )
+            out[name].update(
+                chance=table["chance"]["accuracy"], shortcut=best, shortcut_accuracy=value
+            )
     if skipped:
         out["_skipped"] = skipped
     return out
@@ -92,12 +123,14 @@ def task_table(
 
 def mixture_args(card: dict) -> dict:
     """`task_table` keyword arguments that match how a mixture model (its `zoo.card`) was
-    trained: its generator options, task weights and examples per task."""
+    trained: its generator options, task weights, examples per task and, for a split-data
+    model, `split="test"` (the card reports held-out templates, names and items only)."""
     d = card["data"]
     return {
         "options": d.get("task_options") or {},
         "weights": d.get("task_weights") or {},
         "n_per_task": d.get("n_per_task", 20000),
+        "split": D.TABLE_SPLIT if d.get("split_data") else None,
     }
 
 
@@ -168,20 +201,26 @@ def markdown(name: str, tasks: dict | None, code: dict | None, heads: dict | Non
             f"| previous token | {top(pt)} |",
             "",
         ]
-    if tasks and any(not t.startswith("_") for t in tasks):
-        lines += [
+    rows = {t: r for t, r in (tasks or {}).items() if not t.startswith("_")}
+    if rows:
+        base = all("shortcut" in r for r in rows.values())
+        head = (
             "| task | n | top-1 accuracy | logit diff (clean) | logit diff (corrupted) "
-            "| P(logit diff > 0) | prob diff (clean -> corrupted) | eval prompts seen in training |",
-            "|---|---|---|---|---|---|---|---|",
+            "| P(logit diff > 0) | prob diff (clean -> corrupted) | eval prompts seen in training |"
+        )
+        lines += [
+            head + (" format-only chance | strongest shortcut (top-1) |" if base else ""),
+            "|---|---|---|---|---|---|---|---|" + ("---|---|" if base else ""),
         ]
-        for t, r in tasks.items():
-            if t.startswith("_"):
-                continue
-            lines.append(
+        for t, r in rows.items():
+            line = (
                 f"| {t} | {r['n']} | {r['accuracy']:.3f} | {r['logit_diff']:.2f} | "
                 f"{r['logit_diff_corrupted']:.2f} | {r['ld_positive']:.3f} | "
                 f"{r['prob_diff']:.2f} -> {r['prob_diff_corrupted']:.2f} | {r['seen']:.2f} |"
             )
+            if base:
+                line += f" {r['chance']:.3f} | {r['shortcut']} {r['shortcut_accuracy']:.3f} |"
+            lines.append(line)
     return "\n".join(lines)
 
 

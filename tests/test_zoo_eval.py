@@ -1,0 +1,59 @@
+"""`zoo.evaluate.task_table` on held-out splits: test-split prompts, shortcut baselines scored
+on the very prompts the model sees, and the `seen` column against the split's training text."""
+
+import jax
+import numpy as np
+import pytest
+
+import mechjax as mj
+from mechjax.data.tasks import shortcuts
+from mechjax.data.tokenizer import train_bpe
+from mechjax.zoo import data as D
+from mechjax.zoo import evaluate as E
+
+TASKS = ("ioi", "greater_than", "colored_objects")
+
+
+@pytest.fixture(scope="module")
+def setup():
+    words = "".join(" " + w for w in D.lexicon_words())
+    texts = D.task_texts(60, 0, tasks=TASKS, split="train") + [words] * 200
+    texts += [" ".join(str(i) for i in range(100)), "".join(f"{i:02d}" for i in range(100))] * 50
+    tok = train_bpe(texts, vocab_size=2500)
+    cfg = mj.TransformerConfig(
+        d_model=32, n_layers=1, n_heads=2, d_vocab=tok.get_vocab_size(), n_ctx=128
+    )
+    model = mj.Transformer(cfg)
+    return model, mj.init(model, jax.random.key(0)), tok
+
+
+def test_task_table_on_test_split_with_baselines(setup):
+    model, params, tok = setup
+    out = E.task_table(
+        model, params, tok, TASKS, n=16, n_per_task=200, split="test", baselines=True
+    )
+    assert "_skipped" not in out and set(out) == set(TASKS)
+    for name, r in out.items():
+        # the eval prompts are the test split's, and none is a training prompt
+        assert r["seen"] == 0.0
+        assert 0.0 <= r["accuracy"] <= 1.0 and np.isfinite(r["logit_diff"])
+        ref = shortcuts.baselines(name, "test", n=16, seed=D.task_seed(name, D.EVAL_SEED, "test"))
+        best = shortcuts.strongest({k: v for k, v in ref.items() if k != "chance"})
+        assert (r["shortcut"], r["shortcut_accuracy"]) == best
+        assert r["chance"] == ref["chance"]["accuracy"]
+    assert out["ioi"]["chance"] == pytest.approx(0.5)
+    md = E.markdown("m", out, None, None)
+    assert "strongest shortcut" in md and md.count("\n| ") >= len(TASKS)
+
+
+def test_seen_counts_verbatim_training_prompts(setup):
+    """Legacy data (split=None) with the eval seed = the training seed: every eval prompt is a
+    training prompt, and `seen` says so (the check that the test split's 0.0 is not vacuous)."""
+    model, params, tok = setup
+    out = E.task_table(model, params, tok, ("ioi",), n=8, seed=D.TRAIN_SEED, n_per_task=8)
+    assert out["ioi"]["seen"] == 1.0
+
+
+def test_mixture_args_pick_the_test_split_for_split_data_cards():
+    assert E.mixture_args({"data": {"split_data": True}})["split"] == "test"
+    assert E.mixture_args({"data": {}})["split"] is None
