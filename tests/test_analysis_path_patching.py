@@ -78,6 +78,34 @@ def test_path_patch_equals_naive():
     np.testing.assert_allclose(got[2], clean_m, atol=1e-5)
 
 
+def test_per_example_receiver_positions_equal_per_row_runs():
+    """A bool [batch, pos] receiver mask (each prompt's own position) gives, per row, what a
+    one-row run with that row's position gives (the metric is a mean over rows)."""
+    model, params, clean, corr = _setup()
+    pos = np.array([P - 1, 2])
+    mask = np.zeros((B, P), bool)
+    mask[np.arange(B), pos] = True
+    got = path_patching.path_patch(
+        model, params, clean, corr, metric, [("blocks.2.attn.hook_q", [1], mask)]
+    )
+    rows = [
+        path_patching.path_patch(
+            model,
+            params,
+            clean[b : b + 1],
+            corr[b : b + 1],
+            metric,
+            [("blocks.2.attn.hook_q", [1], [int(pos[b])])],
+        )
+        for b in range(B)
+    ]
+    np.testing.assert_allclose(got, np.mean(rows, axis=0), atol=2e-5, rtol=1e-5)
+    with pytest.raises(ValueError, match=r"per-example position mask must be \[batch, pos\]"):
+        path_patching.path_patch(
+            model, params, clean, corr, metric, [("blocks.2.attn.hook_q", [1], mask[:1])]
+        )
+
+
 @pytest.mark.slow
 def test_path_to_logits_with_frozen_mlps_and_chunks():
     model, params, clean, corr = _setup()

@@ -160,6 +160,17 @@ def _path_sweep(
 
 def _receiver_mask(name, shape, axes, heads, positions):
     m = np.ones([1] + list(shape[1:]), bool)
+    if isinstance(positions, np.ndarray) and positions.dtype == bool and positions.ndim == 2:
+        # per-example positions: a bool mask [batch, pos] (e.g. each prompt's last token)
+        ax = _selection_axis("pos", axes, name)
+        if positions.shape != (shape[0], shape[ax]):
+            raise ValueError(
+                f"path_patch: receiver {name!r}: a per-example position mask must be "
+                f"[batch, pos] = {(shape[0], shape[ax])}, got {positions.shape}"
+            )
+        view = [shape[0] if d == 0 else shape[ax] if d == ax else 1 for d in range(len(shape))]
+        m = m & positions.reshape(view)
+        positions = None
     for sel, kind in ((heads, "head"), (positions, "pos")):
         if sel is None:
             continue
@@ -202,7 +213,8 @@ def path_patch(
       clean_tokens, corrupted_tokens: the model's inputs (token ids, images, an
         encoder-decoder's dict), of the same shapes.
       receivers: list of `(site, heads, positions)` (heads/positions: index lists or None
-        for all), or bare site names; e.g. `[("blocks.3.attn.hook_q", [2], [-1])]` for the
+        for all; positions may also be a bool numpy mask `[batch, pos]`, one row per
+        example, e.g. each prompt's own last token), or bare site names; e.g. `[("blocks.3.attn.hook_q", [2], [-1])]` for the
         query of head 3.2 at the last position, `[("blocks.5.hook_resid_post", None, [-1])]`
         (last layer) for the direct path to the logits, or
         `[("decoder.blocks.1.cross_attn.hook_v", [0], None)]` for an encoder -> decoder path.
