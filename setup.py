@@ -8,8 +8,9 @@ setup(
     description="JAX/Flax mechanistic interpretability: named sites, interventions as data, "
     "batched patching, clamped training.",
     packages=find_packages(include=["mechjax", "mechjax.*"]),
-    # the zoo's trained weights, configs and tokenizers ship inside the package
-    package_data={"mechjax.zoo": ["weights/*/*"]},
+    # the zoo's trained weights, configs and tokenizers, and its circuits (JSON), ship inside
+    # the package
+    package_data={"mechjax.zoo": ["weights/*/*", "circuits/*.json"]},
     python_requires=">=3.11",
     install_requires=[
         "jax>=0.6",

@@ -19,6 +19,9 @@ import os
 
 import numpy as np
 
+from mechjax.zoo.circuits import Circuit
+from mechjax.zoo.circuits import load as _load_circuit
+
 WEIGHTS_DIR = os.path.join(os.path.dirname(os.path.abspath(__file__)), "weights")
 _FILES = ("model.safetensors", "config.json", "tokenizer.json", "card.json")
 
@@ -174,4 +177,14 @@ def export(run_dir: str, name: str, out_dir: str | None = None, dtype: str = "fl
     return folder
 
 
-__all__ = ["WEIGHTS_DIR", "card", "export", "load", "names", "path"]
+def circuit(model_name: str, task: str) -> Circuit:
+    """The shipped circuit of `task` in `model_name` (`mechjax.zoo.circuits.Circuit`).
+
+    Nodes, edges and roles, with the faithfulness it was verified at; raises ValueError
+    listing the available (model, task) pairs. `("constructed_induction", "induction")` is
+    the hand-set model of `mechjax.zoo.constructed.induction_model()`.
+    """
+    return _load_circuit(model_name, task)
+
+
+__all__ = ["WEIGHTS_DIR", "Circuit", "card", "circuit", "export", "load", "names", "path"]
