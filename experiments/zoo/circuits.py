@@ -304,6 +304,34 @@ def find(name, task, n=128, tau=0.04, depth=3, min_drop=0.02):
     )  # fmt: skip
 
 
+def to_circuit(r):
+    """The result of :func:`find` as a shippable `mechjax.zoo.circuits.Circuit` (nodes: the
+    members and the logits; edges: the measured paths between them)."""
+    from mechjax.zoo.circuits import Circuit
+
+    members = list(r["heads"]) + list(r["mlps"])
+    v, d = r["verify"], r["discover"]
+    return Circuit(
+        model=r["model"],
+        task=r["task"],
+        nodes=members + ["logits"],
+        edges=[(e["sender"], e["receiver"], e["channel"], e["score"]) for e in r["edges"]],
+        roles=r["roles"],
+        metric=(
+            f"mean {r['metric'].replace('_', ' ')} at the last prompt token on {v['n']} "
+            f"{v['split'] or 'legacy (seed ' + str(v['seed']) + ')'} prompts"
+        ),
+        faithfulness=v["faithfulness"],
+        ablation="mean",
+        minimality=v["without"],
+        notes=(
+            f"found by experiments/zoo/circuits.py on {d['n']} {d['split'] or 'legacy'} "
+            f"prompts (tau {d['tau']}, depth {d['depth']}, min_drop {d['min_drop']}); the "
+            "complement is mean-ablated over the corrupted prompts"
+        ),
+    )
+
+
 def markdown(r) -> str:
     v = r["verify"]
     lines = [
@@ -334,6 +362,7 @@ def main(argv=None) -> int:
     p.add_argument("--depth", type=int, default=3)
     p.add_argument("--min-drop", type=float, default=0.02)
     p.add_argument("--json", default=None)
+    p.add_argument("--save", action="store_true", help="write it to mechjax/zoo/circuits/")
     a = p.parse_args(argv)
     r = find(a.model, a.task, a.n, a.tau, a.depth, a.min_drop)
     print(markdown(r))
@@ -341,6 +370,8 @@ def main(argv=None) -> int:
     if a.json:
         with open(a.json, "w") as f:
             json.dump(r, f, indent=1)
+    if a.save:
+        print(to_circuit(r).save(), file=sys.stderr)
     return 0
 
 
