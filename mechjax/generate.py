@@ -5,6 +5,14 @@ or sampled, top_k, whether top_p / eos_id / a cache are used, the interventions'
 a prefill forward over the prompt fills fixed-size KV buffers `[batch, total_len, kv_head,
 d_head]` per layer, then a `lax.while_loop` decodes one token per step against them.
 
+Models: `mj.Transformer` language models, and `mj.EncoderDecoder` with a token decoder: the
+prompt is `{"encoder": encoder inputs, "decoder": decoder prompt tokens [batch, pos]}`, the
+encoder runs once, each decoder layer's cross-attention keys / values of its output are
+computed once (`EncoderDecoder.cross_kv`), and the decoder's self-attention decodes against
+its KV cache (`EncoderDecoder.decode`); "the sequence" below is then the decoder's, and the
+returned tokens are the decoder's `[batch, prompt_len + max_new_tokens]`. Learned-query
+decoders (`n_queries > 0`) decode in one non-causal pass and cannot generate.
+
 Semantics (what the tests check):
 
 * Greedy decoding (`temperature=0`) equals the naive loop "run `mj.run` on the growing
@@ -16,12 +24,16 @@ Semantics (what the tests check):
   apply to every position; `positions=` selections (indices or masks `[total_len]` /
   `[batch, total_len]`) and values whose position axis has length `total_len` address the
   *absolute slots* of the returned sequence (slot 0 is the first column of `prompt`, pads
-  included), and each step takes its slice. Attention patterns / scores inside generation
-  have `k_pos = total_len` (slots not yet written are masked, pattern 0), so a full
-  `[total_len, total_len]` pattern value applies row by row and should be causal (weight
-  above the diagonal would land on unwritten, zero, values). `mj.hook` functions see each
-  step's slice and their values are not sliced. `mj.from_batch` / `mj.two_pass` are not
-  supported here.
+  included), and each step takes its slice. Encoder-decoder: interventions on the sites
+  computed once (every `encoder.*` site, `decoder.blocks.{L}.cross_attn.hook_k / hook_v`)
+  apply once, as in `mj.run` on the encoder input (their positions are encoder positions,
+  never sliced); the decoder's sites behave as above (a cross-attention pattern is
+  `[batch, head, q_pos (decoder slot), k_pos (encoder)]`). Attention patterns / scores
+  inside generation have `k_pos = total_len` (slots not yet written are masked, pattern 0),
+  so a full `[total_len, total_len]` pattern value applies row by row and should be causal
+  (weight above the diagonal would land on unwritten, zero, values). `mj.hook` functions
+  see each step's slice and their values are not sliced (at the sites computed once they
+  run once). `mj.from_batch` / `mj.two_pass` are not supported here.
 * Left padding: `attention_mask` `[batch, prompt_len]` (1 = real token) must be 0s then 1s
   per row; each row's positions count its real tokens (`cumsum(mask) - 1`), for RoPE and
   learned positions alike, and pad keys are masked, so a padded row continues exactly as
@@ -37,7 +49,12 @@ Semantics (what the tests check):
   = the activation of the forward that processed slot t; attention patterns
   `[batch, head, total_len, total_len]`). Every slot is computed (one extra forward for
   the last token, no early stop), so for an unpadded prompt the cache matches
-  `mj.run(model, params, tokens, cache=...)` up to float rounding.
+  `mj.run(model, params, tokens, cache=...)` up to float rounding. Sites computed once
+  (encoder-decoder, above) are recorded once, with the shapes of `mj.run`.
+* Left padding of an encoder-decoder: `attention_mask={"encoder": [batch, enc_pos],
+  "decoder": [batch, prompt_len]}` (either key optional); the encoder's mask is its padding
+  mask (any pattern, it also masks the cross-attention keys), the decoder's follows the
+  left-padding rules above.
 """
 
 from __future__ import annotations
@@ -51,6 +68,7 @@ import numpy as np
 from mechjax import hooks as _hooks
 from mechjax.interventions import Intervention, needs_resolution, validate_all
 from mechjax.models.axes import POS_AXES
+from mechjax.models.encoder_decoder import EncoderDecoder
 from mechjax.models.transformer import Transformer, dtype_of
 from mechjax.run import _variables, as_arrays, site_info
 
@@ -146,25 +164,48 @@ def _write_cache(bufs, vals, axes, start, total):
     return out
 
 
+def kv_buffers(model, batch: int, total: int):
+    """Zero KV buffers for `model.decode`: one `{"k", "v"}` `[batch, total, kv_head, d_head]`
+    per layer of the decoding stack (the stack the readout reads)."""
+    st = model.stack(model.readout().stack)
+    dt = dtype_of(model.cfg.dtype)
+    shape = (batch, total, st.n_kv_heads, st.d_head)
+    return [{"k": jnp.zeros(shape, dt), "v": jnp.zeros(shape, dt)} for _ in range(st.n_layers)]
+
+
 def _generate(
-    model, opts: _Opts, params, prompt, mask, interventions, key, temperature, top_p, eos
+    model,
+    opts: _Opts,
+    params,
+    prompt,
+    mask,
+    memory_inputs,
+    memory_mask,
+    interventions,
+    key,
+    temperature,
+    top_p,
+    eos,
 ):
-    c = model.cfg
     B, P = prompt.shape
     T = P + opts.max_new
     variables = _variables(params)
-    dt = dtype_of(c.dtype)
-    kv = [
-        {
-            "k": jnp.zeros((B, T, c.kv_heads, c.head_dim), dt),
-            "v": jnp.zeros((B, T, c.kv_heads, c.head_dim), dt),
-        }
-        for _ in range(c.n_layers)
-    ]
+    kv = kv_buffers(model, B, T)
     mask = mask.astype(jnp.int32)
     key_mask = jnp.concatenate([mask, jnp.ones((B, opts.max_new), jnp.int32)], axis=1)
     n_real = mask.sum(axis=1)  # [batch]
     pad = eos if opts.has_eos else jnp.zeros((), jnp.int32)
+    site_cache, memory = {}, {}
+    if isinstance(model, EncoderDecoder):
+        # The encoder and the cross-attention keys / values run once, on full-size inputs
+        # (n == total: no position slicing; encoder positions are not decoder slots).
+        ctx = _StepHooks(interventions, opts.cache_names, 0, T, T)
+        enc_mask = None if memory_mask is None else {"encoder": memory_mask}
+        memory_kv = model.apply(
+            variables, {"encoder": memory_inputs}, ctx, enc_mask, method=EncoderDecoder.cross_kv
+        )
+        memory = {"memory_kv": memory_kv, "memory_mask": memory_mask}
+        site_cache = dict(ctx.cache)
 
     def forward(tokens, pos_ids, kv, start, n):
         ctx = _StepHooks(interventions, opts.cache_names, start, n, T)
@@ -176,13 +217,15 @@ def _generate(
             pos_ids=pos_ids,
             kv_cache=kv,
             cache_index=start,
-            method=Transformer.decode,
+            method=type(model).decode,
+            **memory,
         )
         return logits[:, -1], kv, ctx.cache, ctx.axes
 
     pos0 = jnp.maximum(jnp.cumsum(mask, axis=1) - 1, 0)
     logits, kv, vals, axes = forward(prompt, pos0, kv, jnp.zeros((), jnp.int32), P)
-    site_cache = _write_cache({}, vals, axes, 0, T) if opts.cache_names else {}
+    if opts.cache_names:
+        site_cache = _write_cache(site_cache, vals, axes, 0, T)
 
     out = jnp.concatenate([prompt.astype(jnp.int32), jnp.full((B, opts.max_new), pad)], axis=1)
     tok = _pick(logits, key, 0, opts, temperature, top_p)
@@ -224,18 +267,61 @@ def _generate(
 _generate_jit = jax.jit(_generate, static_argnums=(0, 1))
 
 
-def _check_prompt(model, prompt, attention_mask, max_new_tokens):
+def check_lm(model, what: str = "mj.generate") -> None:
+    """Host-side: `model` is a model whose tokens can be generated (a causal token LM, or an
+    encoder-decoder with a token decoder); ValueError / TypeError naming the problem."""
+    if isinstance(model, EncoderDecoder):
+        c = model.cfg
+        if c.learned_queries:
+            raise ValueError(
+                f"{what}: this EncoderDecoder decodes n_queries={c.n_queries} learned queries "
+                f"in one non-causal pass; learned-query decoders cannot generate tokens"
+            )
+        if c.vocab_out == 0:
+            raise ValueError(f"{what} needs a token readout (this model has d_vocab_out=0)")
+    elif isinstance(model, Transformer):
+        c = model.cfg
+        if model.head is not None:
+            raise ValueError(
+                f"{what} needs a language-model readout (this model has a head module)"
+            )
+        if c.d_vocab <= 0:
+            raise ValueError(f"{what} needs a token vocabulary (cfg.d_vocab > 0)")
+        if not c.causal:
+            raise ValueError(f"{what} needs a causal model (cfg.causal is False)")
+    else:
+        raise TypeError(
+            f"{what} supports mj.Transformer decoder LMs and mj.EncoderDecoder token "
+            f"decoders, got {type(model).__name__}"
+        )
+    if c.vocab_out > c.d_vocab:
+        raise ValueError(
+            f"{what} feeds sampled tokens back in: d_vocab_out={c.vocab_out} must not exceed "
+            f"d_vocab={c.d_vocab}"
+        )
+
+
+def check_eos(eos_id, vocab: int) -> None:
+    if eos_id is not None:
+        if isinstance(eos_id, bool) or not isinstance(eos_id, (int, np.integer)):
+            raise TypeError(f"eos_id must be an int token id or None, got {eos_id!r}")
+        if not 0 <= eos_id < vocab:
+            raise ValueError(f"eos_id {eos_id} is outside the vocabulary 0..{vocab - 1}")
+
+
+def _check_prompt(model, prompt, attention_mask, max_new_tokens, what="prompt"):
+    """Host-side checks of a decoder prompt `[batch, pos]` (and its left-padding mask)."""
     c = model.cfg
     if isinstance(prompt, dict) or not hasattr(prompt, "shape"):
-        raise TypeError(f"prompt must be int token ids [batch, pos], got {type(prompt).__name__}")
+        raise TypeError(f"{what} must be int token ids [batch, pos], got {type(prompt).__name__}")
     if prompt.ndim != 2:
-        raise ValueError(f"prompt must be int token ids [batch, pos], got shape {prompt.shape}")
+        raise ValueError(f"{what} must be int token ids [batch, pos], got shape {prompt.shape}")
     if not jnp.issubdtype(prompt.dtype, jnp.integer):
-        raise ValueError(f"prompt must hold int token ids, got dtype {prompt.dtype}")
+        raise ValueError(f"{what} must hold int token ids, got dtype {prompt.dtype}")
     B, P = prompt.shape
     if B < 1 or P < 1:
         raise ValueError(
-            f"prompt must have at least one row and one token, got shape {prompt.shape}"
+            f"{what} must have at least one row and one token, got shape {prompt.shape}"
         )
     if isinstance(max_new_tokens, bool) or not isinstance(max_new_tokens, (int, np.integer)):
         raise TypeError(f"max_new_tokens must be an int, got {max_new_tokens!r}")
@@ -247,24 +333,75 @@ def _check_prompt(model, prompt, attention_mask, max_new_tokens):
             f"prompt length {P} + max_new_tokens {max_new_tokens} = {total} exceeds the model's "
             f"n_ctx={c.n_ctx} (learned positions)"
         )
+    mwhat = "attention_mask" if what == "prompt" else "attention_mask['decoder']"
     if attention_mask is not None:
         m = np.asarray(attention_mask)
         if m.shape != (B, P):
             raise ValueError(
-                f"attention_mask must be [batch, prompt_len] = {(B, P)} (1 = real token), "
+                f"{mwhat} must be [batch, prompt_len] = {(B, P)} (1 = real token), "
                 f"got shape {m.shape}"
             )
         if not np.isin(m, (0, 1)).all():
-            raise ValueError("attention_mask must hold only 0 (pad) and 1 (real token)")
+            raise ValueError(f"{mwhat} must hold only 0 (pad) and 1 (real token)")
         m = m.astype(np.int32)
         if (np.diff(m, axis=1) < 0).any() or (m[:, -1] != 1).any():
             bad = sorted(set(np.nonzero((np.diff(m, axis=1) < 0).any(1) | (m[:, -1] != 1))[0]))
             raise ValueError(
-                f"attention_mask rows {bad} are not left-padded: mj.generate needs each row "
+                f"{mwhat} rows {bad} are not left-padded: mj.generate needs each row "
                 f"to be 0s (pads) then 1s (at least one real token, ending at the last column)"
             )
-    model.check_inputs(prompt, attention_mask)  # token ids inside the vocabulary
     return B, P, total
+
+
+def split_prompt(model, prompt, attention_mask, max_new_tokens):
+    """Host-side: validates `prompt` for `model` and splits it into the decoder's tokens
+    `[batch, prompt_len]` (numpy), their left-padding mask (or None), and for an
+    encoder-decoder the encoder inputs and padding mask (else None, None)."""
+    if prompt is None:
+        raise TypeError("prompt must be int token ids [batch, pos], got None")
+    prompt, attention_mask = as_arrays(prompt), as_arrays(attention_mask)
+    if not isinstance(model, EncoderDecoder):
+        if isinstance(prompt, dict):
+            raise TypeError(
+                f"prompt must be int token ids [batch, pos] for {type(model).__name__}, got a "
+                f"dict with keys {sorted(prompt)}"
+            )
+        prompt = np.asarray(prompt)
+        _check_prompt(model, prompt, attention_mask, max_new_tokens)
+        model.check_inputs(prompt, attention_mask)  # token ids inside the vocabulary
+        return prompt, attention_mask, None, None
+    want = "{'encoder': encoder inputs, 'decoder': decoder prompt tokens [batch, pos]}"
+    if not isinstance(prompt, dict) or set(prompt) != {"encoder", "decoder"}:
+        got = f"keys {sorted(prompt)}" if isinstance(prompt, dict) else type(prompt).__name__
+        raise ValueError(f"an EncoderDecoder's prompt is a dict {want}; got {got}")
+    if attention_mask is not None and not isinstance(attention_mask, dict):
+        raise ValueError(
+            "an EncoderDecoder's attention_mask is a dict {'encoder': [batch, enc_pos], "
+            "'decoder': [batch, prompt_len]} (either key optional), got "
+            f"{type(attention_mask).__name__}"
+        )
+    attention_mask = attention_mask or {}
+    dec = np.asarray(prompt["decoder"])
+    _check_prompt(
+        model, dec, attention_mask.get("decoder"), max_new_tokens, what="prompt['decoder']"
+    )
+    model.check_inputs(prompt, attention_mask or None)
+    return dec, attention_mask.get("decoder"), prompt["encoder"], attention_mask.get("encoder")
+
+
+def _memory_sites(model, params, memory_inputs, memory_mask) -> set[str]:
+    """The sites an encoder-decoder computes once per generation (`cross_kv`), abstractly."""
+    ctx = _hooks.HookContext((), None, record_all=True)
+    enc_mask = None if memory_mask is None else {"encoder": memory_mask}
+    jax.eval_shape(
+        lambda p, i, m: model.apply(
+            _variables(p), {"encoder": i}, ctx, m, method=EncoderDecoder.cross_kv
+        ),
+        params,
+        memory_inputs,
+        enc_mask,
+    )
+    return set(ctx.axes)
 
 
 def generate(
@@ -286,9 +423,11 @@ def generate(
 
     Args:
       model, params: an `mj.Transformer` (GPT-2 / NeoX / Llama incl. GQA; `scan_layers`
-        models are unrolled first) and its variables.
+        models are unrolled first) or an `mj.EncoderDecoder` with a token decoder, and its
+        variables.
       prompt: int tokens `[batch, prompt_len]` (a nested list works), left-padded when rows
-        have different lengths.
+        have different lengths; for an encoder-decoder `{"encoder": ..., "decoder": int
+        [batch, prompt_len]}` (the decoder's prompt, e.g. BART's decoder start token).
       max_new_tokens: int >= 1; `prompt_len + max_new_tokens <= n_ctx` for learned positions.
       interventions: `mj.patch/clamp/ablate/steer/hook` specs, validated against the sites
         of the full `[batch, prompt_len + max_new_tokens]` sequence (see the module doc for
@@ -299,7 +438,9 @@ def generate(
       top_p: nucleus sampling threshold in (0, 1].
       eos_id: token id that ends a row; the rest of that row is filled with `eos_id`.
         Without it, every row runs `max_new_tokens` steps.
-      attention_mask: `[batch, prompt_len]`, 1 = real token, 0 = left pad.
+      attention_mask: `[batch, prompt_len]`, 1 = real token, 0 = left pad; for an
+        encoder-decoder a dict `{"encoder": [batch, enc_pos], "decoder": [batch,
+        prompt_len]}` (either key optional).
       cache: sites to record at every step (as in `mj.run`); see the module doc.
 
     Returns:
@@ -311,29 +452,13 @@ def generate(
     """
     from mechjax.models.stacking import unrolled
 
-    if not isinstance(model, Transformer):
-        raise TypeError(
-            f"mj.generate supports mj.Transformer decoder LMs for now, got {type(model).__name__}"
-        )
-    if model.head is not None:
-        raise ValueError(
-            "mj.generate needs a language-model readout (this model has a head module)"
-        )
-    if model.cfg.d_vocab <= 0:
-        raise ValueError("mj.generate needs a token vocabulary (cfg.d_vocab > 0)")
-    if not model.cfg.causal:
-        raise ValueError("mj.generate needs a causal model (cfg.causal is False)")
-    if model.cfg.vocab_out > model.cfg.d_vocab:
-        raise ValueError(
-            f"mj.generate feeds sampled tokens back in: d_vocab_out={model.cfg.vocab_out} must "
-            f"not exceed d_vocab={model.cfg.d_vocab}"
-        )
+    check_lm(model)
     model, params = unrolled(model, params)
-    if isinstance(prompt, dict) or prompt is None:
-        raise TypeError(f"prompt must be int token ids [batch, pos], got {type(prompt).__name__}")
-    prompt = np.asarray(as_arrays(prompt))
-    attention_mask = as_arrays(attention_mask)
-    B, P, total = _check_prompt(model, prompt, attention_mask, max_new_tokens)
+    prompt, attention_mask, memory_inputs, memory_mask = split_prompt(
+        model, prompt, attention_mask, max_new_tokens
+    )
+    B, P = prompt.shape
+    total = P + int(max_new_tokens)
     vocab = model.cfg.vocab_out
 
     # sampling options
@@ -359,24 +484,27 @@ def generate(
         key = jax.random.key(0) if key is None else key
     elif key is None:
         raise ValueError("sampling (temperature > 0) needs a PRNG key: key=jax.random.key(...)")
-    if eos_id is not None:
-        if isinstance(eos_id, bool) or not isinstance(eos_id, (int, np.integer)):
-            raise TypeError(f"eos_id must be an int token id or None, got {eos_id!r}")
-        if not 0 <= eos_id < vocab:
-            raise ValueError(f"eos_id {eos_id} is outside the vocabulary 0..{vocab - 1}")
+    check_eos(eos_id, vocab)
 
     # interventions and cache, checked against the full sequence's sites
     interventions = tuple(interventions)
     if needs_resolution(interventions):
         raise NotImplementedError("mj.generate does not support mj.from_batch / mj.two_pass yet")
     full = np.zeros((B, total), np.int32)
-    info = site_info(model, full, np.ones((B, total), np.int32))
+    once = set()
+    if memory_inputs is None:
+        info = site_info(model, full, np.ones((B, total), np.int32))
+    else:
+        enc_mask = None if memory_mask is None else {"encoder": memory_mask}
+        info = site_info(model, {"encoder": memory_inputs, "decoder": full}, enc_mask)
+        if cache is not None:
+            once = _memory_sites(model, params, memory_inputs, memory_mask)
     shapes = {k: s for k, (s, _) in info.items()}
     axes = {k: a for k, (_, a) in info.items()}
     validate_all(interventions, shapes, axes)
     names = _hooks.resolve_cache_spec(cache, shapes)
     if names is not None:
-        bad = [n for n in names if _pos_axis(axes.get(n)) is None]
+        bad = [n for n in names if n not in once and _pos_axis(axes.get(n)) is None]
         if bad:
             raise ValueError(f"cache: sites {bad} have no position axis to record per step")
 
@@ -399,6 +527,8 @@ def generate(
         params,
         jnp.asarray(prompt, jnp.int32),
         mask,
+        memory_inputs,
+        None if memory_mask is None else jnp.asarray(np.asarray(memory_mask), jnp.int32),
         interventions,
         key,
         jnp.float32(temperature if not greedy else 1.0),

@@ -271,3 +271,130 @@ def test_bad_inputs_fail_on_host(gpt2, kwargs, err, match):
     with pytest.raises(err, match=match):
         mj.generate(model, params, kw.pop("prompt"), kw.pop("max_new_tokens"), **kw)
     assert G._generate_jit._cache_size() == before  # nothing was compiled
+
+
+# -- encoder-decoder: the encoder runs once, the decoder decodes against its KV cache --------
+
+V_ED = 13
+
+
+def _encdec(**kw):
+    base = dict(
+        d_model=16, n_encoder_layers=2, n_decoder_layers=2, n_heads=4, d_mlp=32, d_vocab=V_ED
+    )
+    model = mj.EncoderDecoder(mj.EncoderDecoderConfig(**{**base, "n_ctx": 12, **kw}))
+    params = mj.init(model, jax.random.key(0))
+    # larger random weights than the init, so argmaxes are not near ties
+    leaves, treedef = jax.tree.flatten(params)
+    keys = jax.random.split(jax.random.key(1), len(leaves))
+    leaves = [
+        (x * 4.0 if x.ndim >= 2 else x) + 0.1 * jax.random.normal(k, x.shape)
+        for x, k in zip(leaves, keys)
+    ]
+    return model, jax.tree.unflatten(treedef, leaves)
+
+
+def _encdec_prompt(seed=0, batch=2, n_enc=6, n_dec=3):
+    rng = np.random.default_rng(seed)
+    return {
+        "encoder": rng.integers(0, V_ED, (batch, n_enc)).astype(np.int32),
+        "decoder": rng.integers(0, V_ED, (batch, n_dec)).astype(np.int32),
+    }
+
+
+def naive_encdec(model, params, prompt, n, interventions=(), enc_mask=None):
+    seq = np.asarray(prompt["decoder"])
+    mask = None if enc_mask is None else {"encoder": enc_mask}
+    for _ in range(n):
+        inputs = {"encoder": prompt["encoder"], "decoder": seq}
+        logits, _ = mj.run(model, params, inputs, interventions=interventions, attention_mask=mask)
+        seq = np.concatenate([seq, np.asarray(logits[:, -1].argmax(-1))[:, None]], axis=1)
+    return seq
+
+
+@pytest.mark.parametrize(
+    "kw",
+    [
+        dict(),  # pre-norm
+        dict(norm_position="post", layernorm_embedding=True, pos_offset=2, scale_embedding=True),
+    ],
+    ids=["pre-norm", "bart-like"],
+)
+def test_encoder_decoder_greedy_equals_naive_loop(kw):
+    model, params = _encdec(**kw)
+    prompt = _encdec_prompt()
+    v = jax.random.normal(jax.random.key(3), (16,))
+    ivs = (
+        mj.steer("decoder.blocks.0.hook_resid_mid", v, scale=3.0),  # decoder, every step
+        mj.steer("encoder.blocks.1.hook_resid_post", v, positions=[1, 2]),  # encoder positions
+        mj.ablate("decoder.blocks.1.cross_attn.hook_z", heads=[0]),
+    )
+    out = mj.generate(model, params, prompt, 4)
+    assert out.shape == (2, 3 + 4) and out.dtype == jnp.int32
+    np.testing.assert_array_equal(out, naive_encdec(model, params, prompt, 4))
+    steered = mj.generate(model, params, prompt, 4, interventions=ivs)
+    np.testing.assert_array_equal(steered, naive_encdec(model, params, prompt, 4, ivs))
+    assert not np.array_equal(out, steered)  # the interventions did something
+
+
+def test_encoder_decoder_cache_and_encoder_mask():
+    model, params = _encdec(cross_attn_first=True, n_decoder_heads=2)
+    prompt = _encdec_prompt(seed=1)
+    enc_mask = np.array([[1, 1, 1, 1, 1, 1], [1, 1, 1, 1, 0, 0]])
+    sites = (
+        "encoder.blocks.0.attn.hook_pattern",  # computed once
+        "decoder.blocks.0.cross_attn.hook_k",  # computed once, from the memory
+        "decoder.blocks.1.cross_attn.hook_pattern",  # [batch, head, dec_pos, enc_pos]
+        "decoder.blocks.0.attn.hook_pattern",
+        "hook_logits",
+    )
+    tokens, cache = mj.generate(
+        model, params, prompt, 4, cache=sites, attention_mask={"encoder": enc_mask}
+    )
+    np.testing.assert_array_equal(tokens, naive_encdec(model, params, prompt, 4, enc_mask=enc_mask))
+    inputs = {"encoder": prompt["encoder"], "decoder": np.asarray(tokens)}
+    _, ref = mj.run(model, params, inputs, cache=sites, attention_mask={"encoder": enc_mask})
+    for s in sites:
+        assert cache[s].shape == ref[s].shape, s
+        np.testing.assert_allclose(cache[s], ref[s], atol=1e-5, err_msg=s)
+
+
+@pytest.mark.parametrize(
+    "prompt, kwargs, err, match",
+    [
+        (dict(decoder=np.zeros((2, 3), np.int32)), {}, ValueError, "encoder"),
+        (np.zeros((2, 3), np.int32), {}, ValueError, "dict"),
+        (None, dict(attention_mask={"decoder": np.array([[1, 0, 1]] * 2)}), ValueError, "left"),
+        (None, dict(attention_mask={"encoder": np.ones((2, 5))}), ValueError, "encoder"),
+        (None, dict(max_new_tokens=10), ValueError, "n_ctx"),
+        (
+            None,
+            dict(interventions=[mj.steer("decoder.blocks.2.hook_resid_pre", np.ones(16))]),
+            ValueError,
+            "matches no site",
+        ),
+    ],
+)
+def test_encoder_decoder_bad_inputs_fail_on_host(prompt, kwargs, err, match):
+    model, params = _encdec()
+    prompt = _encdec_prompt() if prompt is None else prompt
+    kw = {"max_new_tokens": 4, **kwargs}
+    before = G._generate_jit._cache_size()
+    with pytest.raises(err, match=match):
+        mj.generate(model, params, prompt, kw.pop("max_new_tokens"), **kw)
+    assert G._generate_jit._cache_size() == before
+
+
+def test_learned_query_decoders_cannot_generate():
+    model = mj.EncoderDecoder(
+        mj.EncoderDecoderConfig(
+            d_model=16,
+            n_encoder_layers=1,
+            n_decoder_layers=1,
+            n_heads=2,
+            d_vocab=V_ED,
+            n_queries=3,
+        )
+    )
+    with pytest.raises(ValueError, match="learned-query decoders cannot generate"):
+        mj.generate(model, {}, {"encoder": np.zeros((1, 4), np.int32)}, 2)

@@ -63,6 +63,10 @@ Parameters (TransformerLens layouts, as `mj.Transformer`'s):
     final_logits_bias)
 
 Position p of a stream reads row `p + pos_offset` of its `W_pos` (BART's offset of 2).
+
+Generation (`mj.generate`, token decoders): `cross_kv` runs the encoder once and returns
+each decoder layer's cross-attention keys / values; `decode` is one KV-cached decoder
+forward against them (as `Transformer.decode`).
 """
 
 from __future__ import annotations
@@ -375,20 +379,41 @@ class DecoderBlock(nn.Module):
         out = hooks(f"{p}.{out_site}", fn(ln(x, hooks)), R)
         return hooks(f"{p}.{resid_site}", x + out, R)
 
-    def __call__(self, resid, memory, hooks=NO_HOOKS, self_mask=None, cross_mask=None):
+    def __call__(
+        self,
+        resid,
+        memory,
+        hooks=NO_HOOKS,
+        self_mask=None,
+        cross_mask=None,
+        *,
+        kv_cache=None,
+        cache_index=None,
+        memory_kv=None,
+    ):
         """resid `[batch, dec_pos, d_model]`; memory `[batch, enc_pos, d_model]`; self_mask
-        `[batch, dec_pos]` / `[batch, dec_pos, dec_pos]`; cross_mask `[batch, enc_pos]`."""
+        `[batch, dec_pos]` / `[batch, dec_pos, dec_pos]`; cross_mask `[batch, enc_pos]`.
+
+        KV-cached decoding (`mj.generate`): `kv_cache` `{"k", "v"}` self-attention buffers
+        `[batch, total_len, kv_head, d_head]` written at slot `cache_index` (self_mask is then
+        the buffer's key mask `[batch, total_len]`), `memory_kv` this layer's cross-attention
+        keys / values from `cross_kv` (memory unused); returns `(resid_post, new_kv_cache)`.
+        """
         p = self.prefix
         resid = hooks(f"{p}.hook_resid_pre", resid, A.RESID)  # [batch, dec_pos, d_model]
+        new = {}
+
+        def self_attn_fn(h):
+            if kv_cache is None:
+                return self.attn(h, hooks, self_mask)
+            out, new["kv"] = self.attn(
+                h, hooks, self_mask, kv_cache=kv_cache, cache_index=cache_index
+            )
+            return out
 
         def self_attn(x):
             return self._sublayer(
-                x,
-                hooks,
-                self.ln1,
-                lambda h: self.attn(h, hooks, self_mask),
-                "hook_attn_out",
-                "hook_resid_mid",
+                x, hooks, self.ln1, self_attn_fn, "hook_attn_out", "hook_resid_mid"
             )
 
         def cross_attn(x):
@@ -396,7 +421,7 @@ class DecoderBlock(nn.Module):
                 x,
                 hooks,
                 self.ln_cross,
-                lambda h: self.cross_attn(h, hooks, cross_mask, kv=memory),
+                lambda h: self.cross_attn(h, hooks, cross_mask, kv=memory, memory_kv=memory_kv),
                 "hook_cross_attn_out",
                 "hook_resid_cross",
             )
@@ -404,9 +429,16 @@ class DecoderBlock(nn.Module):
         order = (cross_attn, self_attn) if self.cross_attn_first else (self_attn, cross_attn)
         for sub in order:
             resid = sub(resid)
-        return self._sublayer(
+        out = self._sublayer(
             resid, hooks, self.ln2, lambda h: self.mlp(h, hooks), "hook_mlp_out", "hook_resid_post"
         )
+        return out if kv_cache is None else (out, new["kv"])
+
+    def cross_kv(self, memory, hooks=NO_HOOKS):
+        """This layer's cross-attention `{"k", "v"}` `[batch, enc_pos, kv_head, d_head]` of
+        the memory (sites `cross_attn.hook_k` / `hook_v`), computed once for decoding."""
+        k, v = self.cross_attn(memory, hooks, None, kv=memory, return_kv=True)
+        return {"k": k, "v": v}
 
 
 def _embed_tokens(W_E, tokens, cfg, dt, is_vec=None):
@@ -499,8 +531,11 @@ class Decoder(nn.Module):
         if c.has_final_norm:
             self.ln_final = Norm(c.normalization_type, c.d_model, c.eps, f"{P}.ln_final", dt, pd)
 
-    def embed(self, tokens, W_E, hooks=NO_HOOKS, batch: int = 1):
-        """Decoder tokens (or the learned queries, `batch` copies) -> `decoder.blocks.0`'s input."""
+    def embed(self, tokens, W_E, hooks=NO_HOOKS, batch: int = 1, pos_ids=None):
+        """Decoder tokens (or the learned queries, `batch` copies) -> `decoder.blocks.0`'s input.
+
+        `pos_ids`: optional int `[batch, dec_pos]` token positions (KV-cached decoding);
+        None = `0 .. dec_pos-1`."""
         c, dt = self.cfg, dtype_of(self.cfg.dtype)
         if c.learned_queries:
             emb = jnp.broadcast_to(self.W_query.astype(dt)[None], (batch, c.n_queries, c.d_model))
@@ -509,7 +544,11 @@ class Decoder(nn.Module):
             emb = hooks("decoder.hook_embed", _embed_tokens(W_E, tokens, c, dt), A.RESID)
             if c.positional_embedding_type == "standard":
                 n, o = emb.shape[1], c.pos_offset
-                pos = jnp.broadcast_to(self.W_pos[o : o + n].astype(dt)[None], emb.shape)
+                if pos_ids is None:
+                    pos = jnp.broadcast_to(self.W_pos[o : o + n].astype(dt)[None], emb.shape)
+                else:
+                    pos = self.W_pos[jnp.asarray(pos_ids) + o]  # [batch, dec_pos, d_model]
+                    pos = pos.astype(dt)
                 emb = emb + hooks("decoder.hook_pos_embed", pos, A.RESID)
         if c.layernorm_embedding:
             emb = self.ln_embed(emb, hooks)
@@ -534,6 +573,29 @@ class Decoder(nn.Module):
         if self.cfg.has_final_norm:
             resid = self.ln_final(resid, hooks)
         return hooks("decoder.hook_out", resid, A.RESID)
+
+    def decode(
+        self, resid, hooks, self_mask, cross_mask, *, kv_cache, cache_index, memory_kv, positions
+    ):
+        """`run` against the KV cache (see `DecoderBlock`) -> `(decoder.hook_out, new_cache)`."""
+        new_cache = []
+        for block, layer_cache, layer_kv in zip(self.blocks, kv_cache, memory_kv):
+            resid, nc = block(
+                resid,
+                None,
+                hooks,
+                self_mask,
+                cross_mask,
+                kv_cache=layer_cache,
+                cache_index=cache_index,
+                memory_kv=layer_kv,
+            )
+            new_cache.append(nc)
+        if positions is not None:
+            resid = resid[:, list(positions)]  # [batch, len(positions), d_model]
+        if self.cfg.has_final_norm:
+            resid = self.ln_final(resid, hooks)
+        return hooks("decoder.hook_out", resid, A.RESID), new_cache
 
 
 # --------------------------------------------------------------------------------------------
@@ -840,6 +902,59 @@ class EncoderDecoder(nn.Module, HookedModel):
         if c.unembed_bias:
             logits = logits + self.b_U.astype(x.dtype)
         return hooks("hook_logits", logits, A.LOGITS)  # [batch, dec_pos, d_vocab_out]
+
+    # -- KV-cached decoding (`mj.generate`) -----------------------------------------------
+
+    def cross_kv(self, inputs, hooks=NO_HOOKS, attention_mask=None):
+        """Runs the encoder once and returns every decoder layer's cross-attention keys and
+        values of its output: a list of `{"k", "v"}` `[batch, enc_pos, kv_head, d_head]`
+        (every `encoder.*` site and `decoder.blocks.{L}.cross_attn.hook_k / hook_v` fire
+        here, once per generation)."""
+        if self.cfg.learned_queries:
+            raise ValueError("a learned-query decoder has no token decoding to prepare")
+        memory = self.encode(inputs, hooks, attention_mask)
+        return [block.cross_kv(memory, hooks) for block in self.decoder.blocks]
+
+    def decode(
+        self,
+        inputs,
+        hooks=NO_HOOKS,
+        attention_mask=None,
+        *,
+        pos_ids,
+        kv_cache,
+        cache_index,
+        memory_kv,
+        memory_mask=None,
+        positions=None,
+    ):
+        """One KV-cached decoder forward (prefill or step of `mj.generate`), mirroring
+        `Transformer.decode`.
+
+        inputs: decoder tokens `[batch, q_pos]` occupying buffer slots `cache_index ..`;
+        pos_ids: their decoder positions `[batch, q_pos]`; kv_cache: a list (one per decoder
+        layer) of self-attention `{"k", "v"}` buffers `[batch, total_len, kv_head, d_head]`;
+        attention_mask: the decoder's key mask `[batch, total_len]` (1 = real token);
+        memory_kv: `cross_kv(...)`; memory_mask: the encoder's padding mask
+        `[batch, enc_pos]` (masks the cross-attention keys). `positions`: static readout
+        positions. Returns `(logits, new_kv_cache)`.
+        """
+        c = self.cfg
+        if c.learned_queries:
+            raise ValueError("a learned-query decoder (n_queries > 0) cannot decode tokens")
+        W_E = self.W_E if c.d_vocab > 0 else None
+        resid = self.decoder.embed(jnp.asarray(inputs), W_E, hooks, pos_ids=pos_ids)
+        x, new_cache = self.decoder.decode(
+            resid,
+            hooks,
+            attention_mask,
+            memory_mask,
+            kv_cache=kv_cache,
+            cache_index=cache_index,
+            memory_kv=memory_kv,
+            positions=positions,
+        )
+        return self.unembed(x, hooks), new_cache
 
     def __call__(self, inputs, hooks=NO_HOOKS, attention_mask=None):
         enc_mask, dec_mask = _masks(attention_mask)

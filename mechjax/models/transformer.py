@@ -121,6 +121,9 @@ class Attention(nn.Module):
         pos_ids=None,
         kv_cache=None,
         cache_index=None,
+        tree_mask=None,
+        memory_kv=None,
+        return_kv=False,
     ):
         """x: queries' stream `[batch, q_pos, d_model]`; kv: keys'/values' stream
         `[batch, k_pos, d_model]` for cross-attention (None: self-attention on x).
@@ -131,7 +134,15 @@ class Attention(nn.Module):
         int) and the queries attend to every slot `<= cache_index + i` that
         `attention_mask` (`[batch, total_len]`, 1 = real token) allows. `pos_ids`
         `[batch, q_pos]` are the tokens' positions for RoPE. Returns `(out, new_kv_cache)`
-        when `kv_cache` is given.
+        when `kv_cache` is given. `tree_mask` (bool `[q_pos, q_pos]`, with `kv_cache`):
+        replaces the causal mask *within* this block of queries (query i may see block
+        key j iff `tree_mask[i, j]`; every earlier slot stays visible), for tree-attention
+        verification in `mj.speculative_generate`; None = causal.
+
+        Cross-attention decoding (the encoder-decoder's decode path): `return_kv=True`
+        returns this layer's hooked `(k, v)` of `kv` (the memory) without attending, once
+        per generation; `memory_kv={"k", "v"}` then attends to those instead of projecting
+        `kv` again. Neither is used with rotary attention.
         """
         p, H, K, E, D = self.prefix, self.n_heads, self.n_kv_heads, self.d_head, self.d_model
         src = x if kv is None else kv
@@ -141,17 +152,33 @@ class Attention(nn.Module):
         W_K = self.param("W_K", init, (K, D, E), pd).astype(dt)
         W_V = self.param("W_V", init, (K, D, E), pd).astype(dt)
         W_O = self.param("W_O", init, (H, E, D), pd).astype(dt)
-        q = jnp.einsum("bpd,hde->bphe", x, W_Q)  # [batch, pos, head, d_head]
-        k = jnp.einsum("bpd,hde->bphe", src, W_K)  # [batch, k_pos, kv_head, d_head]
-        v = jnp.einsum("bpd,hde->bphe", src, W_V)  # [batch, k_pos, kv_head, d_head]
+        if (return_kv or memory_kv is not None) and self.rotary_dim:
+            raise ValueError("return_kv / memory_kv are for cross-attention (no rotary)")
+        project_kv = memory_kv is None
+        q = None
+        if not return_kv:
+            q = jnp.einsum("bpd,hde->bphe", x, W_Q)  # [batch, pos, head, d_head]
+        if project_kv:
+            k = jnp.einsum("bpd,hde->bphe", src, W_K)  # [batch, k_pos, kv_head, d_head]
+            v = jnp.einsum("bpd,hde->bphe", src, W_V)  # [batch, k_pos, kv_head, d_head]
+        else:  # computed (biased and hooked) once per generation by `return_kv`
+            k, v = memory_kv["k"], memory_kv["v"]
         if self.use_bias:
             zeros = nn.initializers.zeros
-            q = q + self.param("b_Q", zeros, (H, E), pd).astype(dt)
-            k = k + self.param("b_K", zeros, (K, E), pd).astype(dt)
-            v = v + self.param("b_V", zeros, (K, E), pd).astype(dt)
+            b_Q = self.param("b_Q", zeros, (H, E), pd).astype(dt)
+            b_K = self.param("b_K", zeros, (K, E), pd).astype(dt)
+            b_V = self.param("b_V", zeros, (K, E), pd).astype(dt)
             b_O = self.param("b_O", zeros, (D,), pd).astype(dt)
-        q = hooks(f"{p}.hook_q", q, A.Q)
-        k, v = hooks(f"{p}.hook_k", k, A.KV), hooks(f"{p}.hook_v", v, A.KV)
+            if q is not None:
+                q = q + b_Q
+            if project_kv:
+                k, v = k + b_K, v + b_V
+        if q is not None:
+            q = hooks(f"{p}.hook_q", q, A.Q)
+        if project_kv:
+            k, v = hooks(f"{p}.hook_k", k, A.KV), hooks(f"{p}.hook_v", v, A.KV)
+        if return_kv:
+            return k, v
         if self.rotary_dim:
             rd, rb = self.rotary_dim, self.rotary_base
             q = hooks(f"{p}.hook_rot_q", rotary(q, rd, rb, pos_ids), A.Q)
@@ -167,6 +194,7 @@ class Attention(nn.Module):
                 cache_index,
                 W_O,
                 b_O if self.use_bias else None,
+                tree_mask,
             )
         if K != H:  # GQA: each kv head serves H // K consecutive query heads
             k = jnp.repeat(k, H // K, axis=2)  # [batch, pos, head, d_head]
@@ -201,7 +229,9 @@ class Attention(nn.Module):
             out = out + b_O
         return out
 
-    def _cached(self, q, k, v, hooks, attention_mask, kv_cache, cache_index, W_O, b_O):
+    def _cached(
+        self, q, k, v, hooks, attention_mask, kv_cache, cache_index, W_O, b_O, tree_mask=None
+    ):
         """The rest of `__call__` against the KV cache (see there); -> (out, new_cache)."""
         p, H, K, E, dt = self.prefix, self.n_heads, self.n_kv_heads, self.d_head, self.dtype
         idx = jnp.asarray(cache_index, jnp.int32)
@@ -217,8 +247,13 @@ class Attention(nn.Module):
         scores = jnp.einsum("bqhe,bkhe->bhqk", q.astype(jnp.float32), kk.astype(jnp.float32))
         scores = scores / jnp.sqrt(jnp.float32(E))  # [batch, head, q_pos, total_len]
         n_q, n_k = scores.shape[-2:]
-        q_slot = idx + jnp.arange(n_q)  # each query's slot in the buffer
-        allowed = (jnp.arange(n_k)[None, :] <= q_slot[:, None])[None, None]  # causal, written
+        if tree_mask is None:
+            q_slot = idx + jnp.arange(n_q)  # each query's slot in the buffer
+            allowed = (jnp.arange(n_k)[None, :] <= q_slot[:, None])[None, None]  # causal, written
+        else:  # every slot before the block, and within it the tree (ancestors and self)
+            block = jnp.zeros((n_q, n_k), bool)  # [q_pos, total_len]
+            block = jax.lax.dynamic_update_slice(block, jnp.asarray(tree_mask, bool), (zero, idx))
+            allowed = ((jnp.arange(n_k)[None, :] < idx) | block)[None, None]
         if attention_mask is not None:  # [batch, total_len], 1 = real token
             allowed = allowed & attention_mask.astype(bool)[:, None, None, :]
         scores = jnp.where(allowed, scores, -jnp.inf)
@@ -352,15 +387,22 @@ class TransformerBlock(nn.Module):
         pos_ids=None,
         kv_cache=None,
         cache_index=None,
+        tree_mask=None,
     ):
-        """`pos_ids` / `kv_cache` / `cache_index`: KV-cached decoding (see `Attention`);
-        with `kv_cache` the block returns `(resid_post, new_kv_cache)`."""
+        """`pos_ids` / `kv_cache` / `cache_index` / `tree_mask`: KV-cached decoding (see
+        `Attention`); with `kv_cache` the block returns `(resid_post, new_kv_cache)`."""
         if kv_cache is not None:
             new = {}
 
             def attn_fn(x, h, m):
                 out, new["kv"] = self.attn(
-                    x, h, m, pos_ids=pos_ids, kv_cache=kv_cache, cache_index=cache_index
+                    x,
+                    h,
+                    m,
+                    pos_ids=pos_ids,
+                    kv_cache=kv_cache,
+                    cache_index=cache_index,
+                    tree_mask=tree_mask,
                 )
                 return out
 
@@ -549,6 +591,8 @@ class Transformer(nn.Module, HookedModel):
         kv_cache,
         cache_index,
         positions=None,
+        tree_mask=None,
+        return_hidden=False,
     ):
         """One KV-cached forward (prefill or decode step of `mj.generate`).
 
@@ -556,7 +600,11 @@ class Transformer(nn.Module, HookedModel):
         their positions `[batch, q_pos]`; kv_cache: a list (one per layer) of
         `{"k", "v"}` buffers `[batch, total_len, kv_head, d_head]`; attention_mask:
         `[batch, total_len]` (1 = real token). `positions`: static readout positions as in
-        `forward_from`. Returns `(logits, new_kv_cache)`. Unrolled blocks only (use
+        `forward_from`. `tree_mask`: bool `[q_pos, q_pos]` replacing the causal mask within
+        this block (tree verification of `mj.speculative_generate`, see `Attention`); None =
+        causal. Returns `(logits, new_kv_cache)`, or `(logits, new_kv_cache, hidden)` with
+        `return_hidden=True`: `hidden` is the stream the unembedding reads (after
+        `ln_final`), `[batch, q_pos or len(positions), d_model]`. Unrolled blocks only (use
         `mechjax.models.stacking.unrolled` for a `scan_layers` model); remat is ignored.
         """
         if self.cfg.scan_layers:
@@ -571,8 +619,12 @@ class Transformer(nn.Module, HookedModel):
                 pos_ids=pos_ids,
                 kv_cache=layer_cache,
                 cache_index=cache_index,
+                tree_mask=tree_mask,
             )
             new_cache.append(nc)
+        if return_hidden:
+            logits, hidden = self._readout(resid, hooks, positions, return_hidden=True)
+            return logits, new_cache, hidden
         return self._readout(resid, hooks, positions), new_cache
 
     def forward_from(
@@ -617,11 +669,16 @@ class Transformer(nn.Module, HookedModel):
                 resid = block(resid, hooks, attention_mask)
         return self._readout(resid, hooks, positions)
 
-    def _readout(self, resid, hooks, positions):
+    def _readout(self, resid, hooks, positions, return_hidden=False):
+        """Final norm and unembed (or head); `(out, normed resid)` with `return_hidden`."""
         if positions is not None:
             resid = resid[:, list(positions)]  # [batch, len(positions), d_model]
         if self.cfg.normalization_type is not None and self.cfg.final_norm:
             resid = self.ln_final(resid, hooks)
+        out = self._unembed(resid, hooks)
+        return (out, resid) if return_hidden else out
+
+    def _unembed(self, resid, hooks):
         if self.head is not None:
             return self.head(resid, hooks=hooks)
         if self.cfg.tie_embeddings:
