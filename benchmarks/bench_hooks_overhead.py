@@ -2,6 +2,7 @@
 
     python benchmarks/bench_hooks_overhead.py [--variant bench-4l-256] [--batch 8] [--seq 128]
     python benchmarks/bench_hooks_overhead.py --family vit [--image 64] [--patch 8]
+    python benchmarks/bench_hooks_overhead.py --quick [--json OUT]   # tiny shapes (plumbing)
 
 Prints the median time of (a) a plain jitted GPT-2-style forward written here without
 any hooks, (b) `mj.run` with no interventions and no cache, (c) `mj.run` caching every
@@ -14,6 +15,8 @@ the LM then the ViT).
 from __future__ import annotations
 
 import argparse
+import os
+import sys
 import time
 
 import jax
@@ -21,6 +24,9 @@ import jax.numpy as jnp
 import numpy as np
 
 import mechjax as mj
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import _util  # noqa: E402
 
 
 def plain_forward(cfg, p, tokens):
@@ -89,8 +95,8 @@ def median_time(fn, *args, reps=30):
     return float(np.median(times))
 
 
-def main():
-    ap = argparse.ArgumentParser()
+def main(argv=None):
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--variant", default="bench-4l-256")
     ap.add_argument("--batch", type=int, default=8)
     ap.add_argument("--seq", type=int, default=128)
@@ -98,11 +104,50 @@ def main():
     ap.add_argument("--family", choices=("lm", "vit", "both"), default="both")
     ap.add_argument("--image", type=int, default=64, help="ViT image side")
     ap.add_argument("--patch", type=int, default=8, help="ViT patch side")
-    args = ap.parse_args()
+    ap.add_argument("--quick", action="store_true", help="tiny shapes, few reps (plumbing)")
+    ap.add_argument("--json", help="write the report here")
+    args = ap.parse_args(argv)
+    if args.quick:
+        args.variant, args.batch, args.seq, args.reps, args.image = "gpt2-tiny", 2, 16, 3, 16
+    report = _util.new_report(
+        "Hook machinery overhead: mj.run vs a hand-written forward"
+        + (" [QUICK]" if args.quick else ""),
+        sys.argv if argv is None else ["benchmarks/bench_hooks_overhead.py", *argv],
+        **{k: v for k, v in vars(args).items() if k != "json"},
+    )
+    rows = []
     if args.family in ("lm", "both"):
-        bench_lm(args)
+        rows.append(bench_lm(args))
     if args.family in ("vit", "both"):
-        bench_vit(args)
+        rows.append(bench_vit(args))
+    report["tables"].append(
+        {
+            "title": f"median of {args.reps} calls, best of 3 interleaved rounds (warm: compiled)",
+            "columns": [
+                "model",
+                "plain ms",
+                "mj.run ms",
+                "ratio",
+                "caching every site ms",
+                "ratio (cached)",
+                "sites",
+            ],
+            "rows": [
+                [r[k] for k in ("name", "plain", "hooked", "ratio", "cached", "ratio_c", "n")]
+                for r in rows
+            ],
+        }
+    )
+    for r in rows:
+        ok = r["ratio"] <= 1.05
+        report["targets"].append(
+            {
+                "target": f"{r['family']}: mj.run without hooks in use <= 5% slower than plain",
+                "status": "not measured (--quick)" if args.quick else ("met" if ok else "not met"),
+                "detail": f"{r['ratio']:.3f}",
+            }
+        )
+    return _util.emit(report, args.json)
 
 
 def compare(name, cfg, model, params, inputs, plain_fn, reps):
@@ -126,6 +171,15 @@ def compare(name, cfg, model, params, inputs, plain_fn, reps):
     print(f"mj.run, no interventions/cache    {b * 1e3:8.2f} ms   ratio {b / a:.3f}")
     print(f"mj.run, caching all {n_sites:3d} sites     {c * 1e3:8.2f} ms   ratio {c / a:.3f}")
     print(f"overhead without hooks in use: {100 * (b / a - 1):+.1f}% (target <= 5%)")
+    return dict(
+        name=name,
+        plain=a * 1e3,
+        hooked=b * 1e3,
+        ratio=b / a,
+        cached=c * 1e3,
+        ratio_c=c / a,
+        n=n_sites,
+    )
 
 
 def bench_vit(args):
@@ -144,7 +198,9 @@ def bench_vit(args):
         f"ViT: {cfg.n_layers} layers, d_model {cfg.d_model}, batch {args.batch} x "
         f"{args.image}x{args.image} images, patch {args.patch} ({cfg.n_pos()} positions)"
     )
-    compare(name, cfg, model, params, images, plain_vit_forward, args.reps)
+    return dict(
+        compare(name, cfg, model, params, images, plain_vit_forward, args.reps), family="ViT"
+    )
 
 
 def bench_lm(args):
@@ -156,7 +212,7 @@ def bench_lm(args):
         f"model {args.variant}: {cfg.n_layers} layers, d_model {cfg.d_model}, "
         f"batch {args.batch} x {args.seq} tokens"
     )
-    compare(name, cfg, model, params, tokens, plain_forward, args.reps)
+    return dict(compare(name, cfg, model, params, tokens, plain_forward, args.reps), family="LM")
 
 
 if __name__ == "__main__":
