@@ -60,6 +60,7 @@ def task_table(
     n_per_task: int = 20000,
     split: str | None = None,
     baselines: bool = False,
+    encodable_only: bool = False,
 ):
     """Per-task metrics on `n` eval prompts.
 
@@ -74,7 +75,9 @@ def task_table(
     (`n_per_task`, `weights` as in `zoo.data.build`, drawn from "train" when `split` is set;
     0 when `mixture=False`). `options` maps a task to generator options (a mixture model's
     own are in its card: see :func:`mixture_args`). Tasks the tokenizer cannot encode (an
-    answer that is not one token) are left out with a note under the key "_skipped"."""
+    answer that is not one token) are left out with a note under the key "_skipped"; with
+    `encodable_only`, only the prompts the tokenizer cannot encode are (`n` then counts the
+    rest; the baselines still score all `n` prompts of the split)."""
     from mechjax.data.tasks import shortcuts
 
     train = {}
@@ -85,6 +88,11 @@ def task_table(
     out, skipped = {}, {}
     for name in tasks:
         prompts = D.task_prompts(name, n, seed, options, split)
+        if encodable_only:  # e.g. a legacy tokenizer on test-split names it never merged
+            prompts = prompts.take(np.flatnonzero(T.encodable(prompts, tokenizer)))
+            if not len(prompts.clean):
+                skipped[name] = f"none of the {n} prompts is encodable by this tokenizer"
+                continue
         try:
             batch = T.encode(prompts, tokenizer)
         except ValueError as e:
@@ -92,7 +100,7 @@ def task_table(
             continue
         acc, ld, lx, pd, px = _batched_logits_metrics(model, params, batch)
         out[name] = {
-            "n": n,
+            "n": len(batch),
             "accuracy": float(acc.mean()),
             "logit_diff": float(ld.mean()),
             "logit_diff_corrupted": float(lx.mean()),
