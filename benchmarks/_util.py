@@ -302,9 +302,18 @@ def matmul_throughput(quick: bool = False, reps: int = 5) -> dict:
 
 
 def command_line(argv=None) -> str:
-    argv = sys.argv if argv is None else argv
+    """`python <script> <args>` as the user would type it (`--json PATH` left out)."""
+    argv = list(sys.argv if argv is None else argv)
     script = os.path.relpath(os.path.abspath(argv[0]), ROOT) if argv else "?"
-    return " ".join(["python", shlex.quote(script), *(shlex.quote(a) for a in argv[1:])])
+    args, i = [], 1
+    while i < len(argv):
+        if argv[i] == "--json":
+            i += 2
+            continue
+        if not argv[i].startswith("--json="):
+            args.append(argv[i])
+        i += 1
+    return " ".join(["python", shlex.quote(script), *(shlex.quote(a) for a in args)])
 
 
 def new_report(title: str, argv=None, **settings) -> dict:

@@ -346,8 +346,8 @@ def main(argv=None):
     if peers[0] != "mechjax":
         peers = ["mechjax", *[p for p in peers if p != "mechjax"]]
     report = _util.new_report(
-        "Activation patching, all heads (hook_z), GPT-2-small shape: mechjax vs TransformerLens"
-        + (" [QUICK: tiny model]" if a.quick else ""),
+        "Activation patching, all heads (hook_z): mechjax vs TransformerLens 3.x and 4.x"
+        + (" [QUICK: tiny model, not GPT-2-small]" if a.quick else ", GPT-2-small shape"),
         sys.argv if argv is None else ["benchmarks/bench_patching_vs_tl.py", *argv],
         quick=a.quick,
         warm_reps=a.warm_reps,
@@ -416,7 +416,9 @@ def summarize(report, results, outputs, s, peak_gflops, quick):
                 diff = float(np.max(np.abs(outputs[peer][m] - outputs["mechjax"][m])))
             rows.append(
                 [
-                    r["impl"] if peer != "mechjax" else f"mechjax {report['peers'][peer]['jax']}",
+                    r["impl"]
+                    if peer != "mechjax"
+                    else f"mechjax (JAX {report['peers'][peer]['jax']})",
                     m,
                     t["cold_s"],
                     t["warm_s"],
@@ -441,7 +443,7 @@ def summarize(report, results, outputs, s, peak_gflops, quick):
                 "% of floor (warm)",
                 "work GFLOP",
                 "max abs diff vs mechjax",
-                "",
+                "note",
             ],
             "rows": rows,
         }
@@ -452,10 +454,10 @@ def summarize(report, results, outputs, s, peak_gflops, quick):
         for r in tls.values():
             t = r["metrics"][m]
             report["headline"].append(
-                f"{m} metric: {r['impl']} / mechjax {report['peers']['mechjax']['jax']}: "
-                f"warm/warm {t['warm_s'] / mt['warm_s']:.2f}x ({t['warm_s']:.2f} s / "
-                f"{mt['warm_s']:.2f} s), cold/cold {t['cold_s'] / mt['cold_s']:.2f}x "
-                f"({t['cold_s']:.2f} s / {mt['cold_s']:.2f} s)"
+                f"{m} metric: {r['impl']} / mechjax (JAX {report['peers']['mechjax']['jax']}): "
+                f"warm/warm {t['warm_s'] / mt['warm_s']:.2f}x ({t['warm_s']:.3g} s / "
+                f"{mt['warm_s']:.3g} s), cold/cold {t['cold_s'] / mt['cold_s']:.2f}x "
+                f"({t['cold_s']:.3g} s / {mt['cold_s']:.3g} s)"
             )
     tight = floor_flops(s, 1, tight=True)
     if tls:

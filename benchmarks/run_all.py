@@ -61,13 +61,20 @@ def commands(a) -> dict[str, list[str]]:
 
 def peers_found(a) -> dict[str, str]:
     """Peer -> interpreter path, or why it is missing (no installs, nothing imported)."""
+    import bench_induction
+
     found = {}
-    for name in ("tl3", "tl4", "icl"):
+    for name in ("tl3", "tl4"):
         try:
             found[name] = _util.peer_python(name, install=False)
         except _util.PeerUnavailable as e:
             found[name] = f"missing ({e})"
-    import bench_induction
+    for version in ("same", "0.4.26"):  # bench_induction's default --icl-jax
+        name, spec = bench_induction.icl_spec(None if version == "same" else version)
+        try:
+            found[name] = _util.peer_python(name, install=False, spec=spec)
+        except _util.PeerUnavailable as e:
+            found[name] = f"missing ({e})"
 
     try:
         src, commit = bench_induction.official_source(a.icl_dynamics, clone=False)

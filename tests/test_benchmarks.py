@@ -103,7 +103,7 @@ def test_patching_report_ratios_name_versions_and_warm_cold():
     bp.summarize(report, results, outputs, s, peak_gflops=200.0, quick=False)
     heads = report["headline"]
     assert len(heads) == 2  # one per metric for the one TL version that ran
-    assert "TransformerLens 3.9.0 / mechjax 0.10.2" in heads[0] and "last metric" in heads[0]
+    assert "TransformerLens 3.9.0 / mechjax (JAX 0.10.2)" in heads[0] and "last metric" in heads[0]
     assert "warm/warm 3.67x" in heads[0] and "cold/cold 3.00x" in heads[0]
     assert "warm/warm 2.20x" in heads[1] and "full metric" in heads[1]
     (target,) = report["targets"]
