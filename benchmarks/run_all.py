@@ -42,6 +42,7 @@ BENCHES = {
     "vmap_scaling": "bench_vmap_scaling.py",
     "induction": "bench_induction.py",
     "patching": "bench_patching_vs_tl.py",
+    "generate": "bench_generate.py",
 }
 
 
