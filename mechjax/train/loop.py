@@ -72,6 +72,39 @@ def make_optimizer(config) -> optax.GradientTransformation:
     return opt
 
 
+def _key_name(k) -> str | int:
+    for attr in ("key", "name", "idx"):  # DictKey, GetAttrKey, SequenceKey
+        if hasattr(k, attr):
+            return getattr(k, attr)
+    return str(k)
+
+
+def _zero_updates() -> optax.GradientTransformation:
+    """Updates of -0.0: `p + (-0.0)` is `p` bit for bit (`p + 0.0` turns -0.0 into +0.0)."""
+    return optax.stateless(
+        lambda updates, params=None: jax.tree.map(lambda u: jnp.full_like(u, -0.0), updates)
+    )
+
+
+def freeze(tx: optax.GradientTransformation, trainable, params) -> optax.GradientTransformation:
+    """`tx` on the leaves of `params` where `trainable(path)` is True; the others get zero
+    updates and no optimizer state, and stay out of `tx`'s gradient clipping (`Task.trainable`).
+
+    `params` (arrays or shape structs) fixes the labels on the host, so `trainable` sees plain
+    key tuples such as `("params", "base", "W_E")` and runs once per leaf.
+    """
+    flat, treedef = jax.tree_util.tree_flatten_with_path(params)
+    paths = [tuple(_key_name(k) for k in path) for path, _ in flat]
+    labels = ["train" if trainable(p) else "frozen" for p in paths]
+    if "train" not in labels:
+        raise ConfigError(
+            f"Task.trainable selects no parameter: every one of the {len(paths)} leaves would "
+            f"stay frozen. Paths look like {paths[0] if paths else ()}."
+        )
+    label_tree = jax.tree_util.tree_unflatten(treedef, labels)
+    return optax.multi_transform({"train": tx, "frozen": _zero_updates()}, label_tree)
+
+
 def _stack_conds(task: Task):
     conds = [m.cond for m in task.models]
     return jax.tree.map(lambda *xs: np.stack([np.asarray(x) for x in xs]), *conds)
@@ -92,6 +125,8 @@ class Trainer:
         self.rep = shd.replicated(self.mesh)
         # optimizer and learning-rate schedule
         self.tx = make_optimizer(config)
+        if task.trainable is not None:  # a frozen subset (None: the plain optimizer)
+            self.tx = freeze(self.tx, task.trainable, jax.eval_shape(task.init, jax.random.key(0)))
         self.schedule = make_schedule(config)
         self.names = [m.name for m in task.models]
         self.n_models = len(self.names)

@@ -46,6 +46,11 @@ class Task:
       models: the models trained together as one vmapped program.
       report: (metric records, workdir) -> headline numbers for summary.json; may write PNGs
         into workdir and return markdown under "_markdown" to append to report.md.
+      trainable: None (train every parameter, the default) or `path -> bool` choosing the
+        parameters the optimizer updates; the others stay bit-identical (zero updates, no
+        optimizer state, outside gradient clipping). `path` is the leaf's tuple of keys from
+        the root of the variables, e.g. `("params", "base", "W_E")`; e.g. draft heads on a
+        frozen base: `trainable=lambda path: path[1] != "base"`.
     """
 
     model: nn.Module
@@ -56,6 +61,7 @@ class Task:
     evaluate: Callable[[Any, Any, jax.Array, tuple], dict] | None = None
     models: tuple[ModelSpec, ...] = (ModelSpec("model", seed=0, cond=None),)
     report: Callable[[list[dict], str], dict] | None = None
+    trainable: Callable[[tuple], bool] | None = None
 
     def __post_init__(self):
         models = tuple(self.models)
@@ -73,6 +79,10 @@ class Task:
             raise ValueError(
                 "every ModelSpec.cond must have the same pytree structure (they are stacked on a "
                 f"[n_models] axis); got {sorted(structs)}."
+            )
+        if self.trainable is not None and not callable(self.trainable):
+            raise TypeError(
+                f"Task.trainable must be None or a function path -> bool, got {self.trainable!r}"
             )
         object.__setattr__(self, "models", models)
 
