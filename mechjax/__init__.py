@@ -33,6 +33,7 @@ from mechjax.models import (
 )
 from mechjax.models.stacking import stack_layers, unstack_layers
 from mechjax.run import document_mask, init, run, site_axes, site_names, site_shapes
+from mechjax.speculative import speculative_generate
 from mechjax.train.load import load_run
 
 __version__ = "0.1.0"
@@ -66,6 +67,7 @@ __all__ = [
     "site_axes",
     "site_names",
     "site_shapes",
+    "speculative_generate",
     "stack_layers",
     "steer",
     "two_pass",

@@ -55,6 +55,8 @@ Semantics (what the tests check):
   "decoder": [batch, prompt_len]}` (either key optional); the encoder's mask is its padding
   mask (any pattern, it also masks the cross-attention keys), the decoder's follows the
   left-padding rules above.
+
+`mj.speculative_generate` (`mechjax.speculative`) is the greedy, tree-verified variant.
 """
 
 from __future__ import annotations
