@@ -1,16 +1,25 @@
-"""experiments/zoo/colored_probe.py: its training texts and the curriculum's phases."""
+"""experiments/zoo/colored_probe.py: its training texts, and configs/zoo/probe_colored.py
+training it with the one loop (the recaps as a phase)."""
 
+import json
 import os
 import re
 import sys
 
+import jax
 import numpy as np
 import pytest
 
-sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+sys.path.insert(0, ROOT)
 
 from experiments.zoo import colored_probe as P  # noqa: E402
 from mechjax import zoo  # noqa: E402
+from mechjax.cli import main  # noqa: E402
+from mechjax.train import ConfigError  # noqa: E402
+from mechjax.train.config import apply_overrides, fill_defaults, load_config_file  # noqa: E402
+
+CONFIG = os.path.join(ROOT, "configs/zoo/probe_colored.py")
 
 
 def test_texts_end_with_the_answer_and_the_mask_covers_each_text():
@@ -30,19 +39,49 @@ def test_texts_end_with_the_answer_and_the_mask_covers_each_text():
     assert (toks[:, 0] == 0).all() and (toks[3, lens[3] :] == 0).all()
 
 
-def test_main_switches_phase_and_prints_a_table(capsys):
-    P.main(["--steps", "4", "--every", "2", "--switch", "2", "--colored", "4", "--others", "2",
-            "--n-texts", "60", "--d-model", "32"])  # fmt: skip
-    rows = capsys.readouterr().out.strip().splitlines()
-    assert rows[0].startswith("| step | phase | loss") and len(rows) == 4
-    assert rows[2].startswith("| 2 | recap |") and rows[3].startswith("| 4 | question |")
-    acc = [float(x) for x in rows[3].split("|")[4:6]]
-    assert all(0 <= x <= 1 for x in acc)
-    assert np.isfinite(float(rows[3].split("|")[3]))
+def test_probe_switches_phase_and_writes_its_table(tmp_path):
+    """runlocal: recaps at steps 0-1 (the phase), questions at 2-3; 4 colored rows and 2 of
+    the other tasks a step."""
+    from experiments.zoo.task import build
+
+    task = build(fill_defaults(load_config_file(CONFIG + ":runlocal")))
+    _, _, tok = zoo.load("gpt4l_mix")
+    for step, form in ((0, "recap"), (1, "recap"), (2, "question")):
+        b = task.batch(jax.random.key(0), step)
+        assert b["tokens"].shape[0] == 6 and b["mask"].shape == (6, b["tokens"].shape[1] - 1)
+        texts = [tok.decode(np.asarray(r).tolist()) for r in b["tokens"][:4]]
+        assert all((" Colors: " in x) == (form == "recap") for x in texts), (step, texts)
+    work = str(tmp_path / "run")
+    assert main(["run", CONFIG + ":runlocal", "--workdir", work]) == 0
+    rows = table_rows(open(os.path.join(work, "report.md")).read(), "| step | phase")
+    assert rows[0].startswith("| step | phase | loss") and len(rows) == 3
+    assert rows[1].startswith("| 2 | recap |") and rows[2].startswith("| 4 | question |")
+    summary = json.load(open(os.path.join(work, "summary.json")))
+    assert 0 <= summary["acc/question"] <= 1 and np.isfinite(summary["loss"])
 
 
-@pytest.mark.parametrize("argv", [["--switch", "4500"], ["--switch", "100"], ["--colored", "0"]])
-def test_bad_arguments_are_clear_errors(argv, capsys):
-    with pytest.raises(SystemExit):
-        P.main(argv)
-    assert "error: --" in capsys.readouterr().err
+@pytest.mark.parametrize(
+    "arg, overrides, match",
+    [("runlocal,colored=0", [], "colored=0 must be >= 1"),
+     ("runlocal", ["batch_size=8"], r"config.batch_size=8 their sum"),
+     ("runlocal,switch=100", [], "end=100 is past total_steps=4"),
+     ("runlocal", ["task.form=recaps"], "valid forms: question, recap")],
+)  # fmt: skip
+def test_bad_arguments_are_clear_errors(arg, overrides, match):
+    from experiments.zoo.task import build
+
+    cfg = apply_overrides(fill_defaults(load_config_file(f"{CONFIG}:{arg}")), overrides)
+    with pytest.raises(ConfigError, match=match):
+        build(cfg)
+
+
+def table_rows(report: str, head: str) -> list[str]:
+    """The probe's table in report.md: its header and rows (the separator left out)."""
+    lines = report.splitlines()
+    i = next(i for i, x in enumerate(lines) if x.startswith(head))
+    rows = [lines[i]]
+    for x in lines[i + 2 :]:
+        if not x.startswith("|"):
+            break
+        rows.append(x)
+    return rows

@@ -85,9 +85,10 @@ def test_curriculum_batches_switch_from_packed_to_full_windows():
     from experiments.zoo.task import build
 
     cfg = load_config_file(os.path.join(ROOT, "configs/zoo/attn2l_code.py") + ":runlocal")
-    assert cfg.task.short_len == 48 and cfg.task.short_steps == 2
+    (phase,) = cfg.task.phases  # runlocal: the warm-up phase is step 0
+    assert phase == dict(start=0, end=1, windows="packed", packed_len=48, packed_source="random")
     task = build(cfg)
-    early, late = task.batch(jax.random.key(0), 0), task.batch(jax.random.key(0), 2)
+    early, late = task.batch(jax.random.key(0), 0), task.batch(jax.random.key(0), 1)
     assert np.asarray(early["segments"]).max() == 2 and np.asarray(late["segments"]).max() == 0
     assert early["tokens"].shape == late["tokens"].shape == (cfg.batch_size, cfg.task.n_ctx)
     assert np.asarray(early["tokens"]).max() < 512  # random tokens drawn from the vocabulary
@@ -97,8 +98,9 @@ def test_curriculum_batches_switch_from_packed_to_full_windows():
 
 
 def test_warmup_switches_off_layers_and_mlps_like_zeroed_weights():
-    """`warmup_off_layers` / `warmup_off_mlps` zero those outputs during the warm-up only: the
-    warm-up loss equals the loss of the same params with those output weights zeroed."""
+    """A phase's interventions (attn4l's layers 2-3, and here every MLP) zero those outputs
+    during the phase only, through `Task.interventions(cond, step)`: the loss at a step of the
+    phase equals the loss of the same params with those output weights zeroed."""
     import sys
 
     from mechjax.train.config import load_config_file
@@ -107,8 +109,10 @@ def test_warmup_switches_off_layers_and_mlps_like_zeroed_weights():
     from experiments.zoo.task import build
 
     cfg = load_config_file(os.path.join(ROOT, "configs/zoo/attn4l_code.py") + ":runlocal")
-    cfg.task.update(d_mlp=64, warmup_off_mlps=True)
-    assert tuple(cfg.task.warmup_off_layers) == (2, 3)
+    (phase,) = cfg.task.phases
+    assert phase["interventions"] == ("blocks.2.hook_attn_out", "blocks.3.hook_attn_out")
+    phase = dict(phase, interventions=phase["interventions"] + ("blocks.*.hook_mlp_out",))
+    cfg.task.update(d_mlp=64, phases=(phase,))
     task = build(cfg)
     params = task.init(jax.random.key(1))
     warm = task.batch(jax.random.key(0), 0)
@@ -120,9 +124,10 @@ def test_warmup_switches_off_layers_and_mlps_like_zeroed_weights():
         if i in (2, 3):
             for k in ("W_O", "b_O"):
                 b["attn"][k] = np.zeros_like(b["attn"][k])
-    off, _ = task.loss(params, warm, ())
-    by_hand, _ = task.loss(zeroed, dict(warm, warmup=False), ())
-    on, _ = task.loss(params, dict(warm, warmup=False), ())
+    assert task.interventions(None, 1) and "warmup" not in warm  # no batch flag any more
+    off, _ = task.loss(params, warm, task.interventions(None, 0))  # step 0: in the phase
+    by_hand, _ = task.loss(zeroed, warm, ())
+    on, _ = task.loss(params, warm, task.interventions(None, 1))  # step 1: after it
     np.testing.assert_allclose(float(off), float(by_hand), rtol=1e-5)
     assert abs(float(on) - float(off)) > 1e-3
 
@@ -140,9 +145,9 @@ def test_task_weights_and_options_shape_the_training_prompts():
 
 
 def test_early_phase_swaps_colored_objects_for_its_recap_form(tmp_path, monkeypatch):
-    """gpt4l_mix's recap curriculum: steps early_from .. early_steps - 1 draw windows
-    from a stream whose colored-objects examples are recaps; one tokenizer serves both phases;
-    evals keep the question form and add the recap form's accuracy."""
+    """gpt4l_mix's recap curriculum, a phase with its own task weights and options: its steps
+    draw windows from a stream whose colored-objects examples are recaps; one tokenizer
+    serves both streams; evals keep the question form and add the recap form's accuracy."""
     import sys
 
     from mechjax.train.config import load_config_file
@@ -152,19 +157,20 @@ def test_early_phase_swaps_colored_objects_for_its_recap_form(tmp_path, monkeypa
 
     monkeypatch.setenv("MECHJAX_CACHE", str(tmp_path / "cache"))
     path = os.path.join(ROOT, "configs/zoo/gpt4l_mix.py")
-    assert load_config_file(path + ":no_curriculum").task.early_steps == 0  # the old model's
-    full = load_config_file(path).task
-    assert (full.early_from, full.early_steps) == (2500, 4500)
+    assert load_config_file(path + ":no_curriculum").task.phases == ()  # the old model's
+    (full,) = load_config_file(path).task.phases
+    assert (full["start"], full["end"]) == (2500, 4500)
     cfg = load_config_file(path + ":runlocal")
     t = cfg.task
-    assert (t.early_from, t.early_steps) == (1, 2)  # runlocal's 4 steps: the phase is step 1
-    assert D.plain(t.early_task_options) == {"colored_objects": {"form": "recap"}}
+    (curriculum,) = t.phases
+    assert (curriculum["start"], curriculum["end"]) == (1, 2)  # runlocal: the phase is step 1
+    assert curriculum["task_options"] == {"colored_objects": {"form": "recap"}}
     task = build(cfg)
     data = D.build(
         t.vocab_size, t.task_share, t.n_per_task, max_files=t.max_files,
         task_weights=D.plain(t.task_weights), task_options=D.plain(t.task_options),
-        early_task_weights=D.plain(t.early_task_weights),
-        early_task_options=D.plain(t.early_task_options),
+        early_task_weights=D.plain(curriculum["task_weights"]),
+        early_task_options=D.plain(curriculum["task_options"]),
     )  # fmt: skip
     assert data.info["early_task_options"] == {"colored_objects": {"form": "recap"}}
     texts = {}
@@ -191,13 +197,11 @@ def test_early_phase_swaps_colored_objects_for_its_recap_form(tmp_path, monkeypa
     assert not np.array_equal(during, after)
     out = task.evaluate(task.init(jax.random.key(1)), None, key, ())
     assert {"acc/colored_objects", "acc/colored_objects_early"} <= set(out)
-    cfg.task.early_from = 2
-    with pytest.raises(ValueError, match=r"early_from=2 with early_steps=2; .* \[0, early_steps\)"):
+    cfg.task.phases = (dict(curriculum, start=2),)
+    with pytest.raises(ValueError, match=r"phases\[0\]: start=2 >= end=2"):
         build(cfg)
-    cfg.task.early_from = 0
-    cfg.task.early_task_options = {}
-    cfg.task.early_task_weights = {}
-    with pytest.raises(ValueError, match="early_steps=2 with early_task_weights"):
+    cfg.task.phases = (dict(start=1, end=2, task_options={}, task_weights={}),)
+    with pytest.raises(ValueError, match=r"phases\[0\] changes nothing"):
         build(cfg)
 
 

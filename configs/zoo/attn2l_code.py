@@ -1,6 +1,7 @@
 r"""Zoo: 2-layer attention-only LM on standard-library Python code (RoPE, d_model 128, 8 heads).
 
-Context 128 tokens, BPE vocabulary 1,024 trained on the same code. Two phases:
+Context 128 tokens, BPE vocabulary 1,024 trained on the same code. Two stages (the first is
+the config's one curriculum phase, `task.phases`; the steps after it use the base windows):
 
 1. steps 0-999, a copying warm-up: each row packs independent 48-token windows of uniformly
    random tokens (behind `mj.document_mask`), each repeating its first m ~ U[4, 24] tokens.
@@ -22,5 +23,7 @@ def get_config(arg=None):
     return zoo_config(
         "attn2l_code", arg, steps=12000, lr=1e-3, batch_size=16,
         n_layers=2, d_model=128, n_heads=8, n_ctx=128, vocab_size=1024,
-        repeat_frac=1.0, short_len=48, short_steps=1000, short_source="random",
+        repeat_frac=1.0,
+        # the copying warm-up: packed 48-token windows of random tokens for steps 0-999
+        phases=[dict(start=0, end=1000, windows="packed", packed_len=48, packed_source="random")],
     )  # fmt: skip

@@ -10,17 +10,19 @@ YY = 01, the year its corruption uses (`task_options`; the evals use the same).
 A quarter of the 256-token windows repeat their first m ~ U[16, 128] tokens, as an aid to
 copying. 6,500 steps.
 
-Colored objects is taught by a curriculum. For steps 2,500-4,499 (`early_from`,
-`early_steps`), once the previous-token heads have formed, its examples are recaps ("... and a
-green cup. Colors: pen red, cup" -> " green", `form="recap"`) at 24x, about 60% of the task
-tokens; before and after, they are the question form the evals use. A model trained on the
+Colored objects is taught by a curriculum. For steps 2,500-4,499 (a phase of `task.phases`
+with its own task weights and options), once the previous-token heads have formed, its
+examples are recaps ("... and a green cup. Colors: pen red, cup" -> " green",
+`form="recap"`) at 24x, about 60% of the task tokens; before and after, they are the question
+form the evals use. A model trained on the
 question form alone stayed at chance, and curricula that started with recaps at step 0 taught
 the recap but not the question (see experiments/zoo/README.md, "Colored objects").
 
 Variants: `:no_curriculum` is the previous shipped model (6,000 steps, colored objects 3x,
 no recaps). `:mlp_off_warmup` adds to it the code models' copying warm-up (steps 0-999 on
 packed 48-token windows of random tokens below id 1,024) with every MLP and layers 2-3
-switched off by `mj.ablate(...).when(step < 1000)`. It did not teach that model to copy: the
+switched off by the phase's interventions (`mj.ablate(...)`, each
+`.when((step >= 0) & (step < 1000))`). It did not teach that model to copy: the
 training loss stayed at ln 1,023 (see experiments/zoo/README.md).
 
     mechjax run configs/zoo/gpt4l_mix.py --workdir runs/zoo/gpt4l_mix
@@ -33,8 +35,12 @@ from mechjax.zoo.config import zoo_config
 PREVIOUS = dict(
     steps=6000,
     task_weights={"ioi": 5, "colored_objects": 3, "arithmetic": 4, "needle": 2, "greater_than": 2},
-    early_from=0, early_steps=0, early_task_weights={}, early_task_options={},
+    phases=[],
 )  # fmt: skip
+# the code models' copying warm-up, with every MLP and layers 2-3 switched off
+WARMUP = dict(start=0, end=1000, windows="packed", packed_len=48, packed_source="random",
+              packed_vocab=1024, interventions=("blocks.2.hook_attn_out", "blocks.3.hook_attn_out",
+                                                "blocks.*.hook_mlp_out"))  # fmt: skip
 
 
 def get_config(arg=None):
@@ -47,9 +53,7 @@ def get_config(arg=None):
         task_options={"arithmetic": {"max_value": 39}, "needle": {"n_filler": 6},
                       "greater_than": {"min_yy": 1}},
         # colored objects: recaps instead of questions for steps 2,500-4,499
-        early_from=2500, early_steps=4500, early_task_weights={"colored_objects": 24},
-        early_task_options={"colored_objects": {"form": "recap"}},
-        variants={"no_curriculum": PREVIOUS, "mlp_off_warmup": dict(
-            PREVIOUS, short_len=48, short_steps=1000, short_source="random", short_vocab=1024,
-            warmup_off_layers=(2, 3), warmup_off_mlps=True)},
+        phases=[dict(start=2500, end=4500, task_weights={"colored_objects": 24},
+                     task_options={"colored_objects": {"form": "recap"}})],
+        variants={"no_curriculum": PREVIOUS, "mlp_off_warmup": dict(PREVIOUS, phases=[WARMUP])},
     )  # fmt: skip

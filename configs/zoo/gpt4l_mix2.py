@@ -35,6 +35,6 @@ def get_config(arg=None):
         task_weights={"ioi": 10, "colored_objects": 6, "arithmetic": 4, "multiple_choice": 3,
                       "greater_than": 2, "factual": 2},
         task_options={"needle": {"n_filler": 18}},
-        early_from=1000, early_steps=2000, early_task_weights={"colored_objects": 24},
-        early_task_options={"colored_objects": {"form": "recap"}},
+        phases=[dict(start=1000, end=2000, task_weights={"colored_objects": 24},
+                     task_options={"colored_objects": {"form": "recap"}})],
     )  # fmt: skip

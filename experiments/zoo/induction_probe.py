@@ -1,15 +1,16 @@
 """Does an induction head form? A quick probe on repeated random tokens.
 
-Trains one `mj.Transformer` on windows of `--context` uniformly random tokens, each repeating
+Trains one `mj.Transformer` on windows of `context` uniformly random tokens, each repeating
 its first m ~ U[min_rep, max_rep] tokens once (positions 1..m, then m+1..2m copy them;
 position 0 is token 0, like the zoo's `<|endoftext|>`): `mechjax.data.repeated_tokens.sample`
-with `bos=0` and `context=--context - 1`. Only copying from the context lowers
-the loss below ln(vocab). Every `--every` steps it prints the training loss, the best
-induction score (and its layer) and the best previous-token score of each layer, measured on
-`--eval-len` random tokens shown twice.
+with `bos=0` and `context=context - 1`. Only copying from the context lowers the loss below
+ln(vocab). Every `every` steps (the config's `eval_every`) it records the training loss, the
+best induction score (and its layer) and the best previous-token score of each layer,
+measured on `eval_len` random tokens shown twice; the report's table lists them.
 
-    python experiments/zoo/induction_probe.py --context 128 --min-rep 16 --max-rep 64
-    python experiments/zoo/induction_probe.py --context 48 --min-rep 4 --max-rep 24 --eval-len 20
+`build(config) -> Task` for `configs/zoo/probe_induction.py` (the zoo task dispatches on
+`config.task.probe`). The config's `phases` may switch sites off for some steps
+(`interventions`; this probe has no data phases).
 
 This is how we found that the zoo's 2-layer attention-only model forms an induction head at
 ~1,400 steps when its context is 48 tokens but not in 2,000 steps when it is 128
@@ -18,89 +19,109 @@ This is how we found that the zoo's 2-layer attention-only model forms an induct
 
 from __future__ import annotations
 
-import argparse
-import time
-
-import jax
 import jax.numpy as jnp
 import numpy as np
-import optax
 
 import mechjax as mj
 from mechjax.analysis import detectors
 from mechjax.analysis.metrics import next_token_loss
 from mechjax.data import repeated_tokens
-from mechjax.zoo.config import zoo_optimizer
+from mechjax.train import ConfigError, ModelSpec, Task
+from mechjax.zoo import config as ZC
+
+DATA_KEYS: dict = {}  # phase keys of this probe beyond PHASE_KEYS: none
 
 
-def main(argv=None):
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--layers", type=int, default=2)
-    ap.add_argument("--d-model", type=int, default=128)
-    ap.add_argument("--heads", type=int, default=8)
-    ap.add_argument("--d-mlp", type=int, default=0, help="0 = attention only")
-    ap.add_argument("--vocab", type=int, default=1024)
-    ap.add_argument("--context", type=int, default=128)
-    ap.add_argument("--min-rep", type=int, default=16)
-    ap.add_argument("--max-rep", type=int, default=64)
-    ap.add_argument("--eval-len", type=int, default=50)
-    ap.add_argument("--batch", type=int, default=16)
-    ap.add_argument("--lr", type=float, default=1e-3)
-    ap.add_argument("--steps", type=int, default=2000)
-    ap.add_argument("--every", type=int, default=200)
-    ap.add_argument("--seed", type=int, default=0)
-    a = ap.parse_args(argv)
-    if not 1 <= a.min_rep <= a.max_rep or 2 * a.max_rep >= a.context:
-        ap.error(f"need 1 <= min-rep <= max-rep and 2 * max-rep < context, got {vars(a)}")
-    if 2 * a.eval_len + 1 > a.context:
-        ap.error(f"--eval-len {a.eval_len}: 2 * eval-len + 1 must fit --context {a.context}")
-    if a.steps % a.every:
-        ap.error(f"--steps {a.steps} must be a multiple of --every {a.every}")
-
-    cfg = mj.TransformerConfig(
-        d_model=a.d_model, n_layers=a.layers, n_heads=a.heads, d_head=a.d_model // a.heads,
-        attn_only=not a.d_mlp, d_mlp=a.d_mlp or None, d_vocab=a.vocab, n_ctx=a.context,
-        positional_embedding_type="rotary",
+def model_config(t) -> mj.TransformerConfig:
+    """The probe's model: attention-only when `d_mlp == 0`, RoPE."""
+    return mj.TransformerConfig(
+        d_model=t.d_model, n_layers=t.layers, n_heads=t.heads, d_head=t.d_model // t.heads,
+        attn_only=not t.d_mlp, d_mlp=t.d_mlp or None, d_vocab=t.vocab, n_ctx=t.context,
+        positional_embedding_type="rotary", name="induction_probe",
     )  # fmt: skip
-    model = mj.Transformer(cfg)
-    params = mj.init(model, jax.random.key(a.seed), jnp.zeros((1, a.context), jnp.int32))
-    tx = zoo_optimizer(a.lr, a.steps)  # AdamW, warmup 100 + cosine, clip 1.0
-    state = tx.init(params)
 
-    def loss(p, toks):
-        logits, _ = mj.run(model, p, toks)
-        return next_token_loss(logits, toks).mean()
 
-    @jax.jit
-    def train(p, s, key):
-        def one(carry, k):
-            p, s = carry
-            toks = repeated_tokens.sample(
-                k, a.batch, a.max_rep, a.vocab, bos=0, min_length=a.min_rep, context=a.context - 1
-            )
-            value, g = jax.value_and_grad(loss)(p, toks)
-            u, s = tx.update(g, s, p)
-            return (optax.apply_updates(p, u), s), value
-
-        (p, s), values = jax.lax.scan(one, (p, s), jax.random.split(key, a.every))
-        return p, s, values.mean()
-
-    rep = jnp.asarray(repeated_tokens.fixed(0, 16, a.eval_len, a.vocab, bos=0))
-    print(f"| step | loss (ln vocab = {np.log(a.vocab - 1):.2f}) | best induction (layer) | "
-          "best previous-token per layer | s |")  # fmt: skip
-    print("|---|---|---|---|---|")
-    key, t0 = jax.random.key(a.seed + 1), time.time()
-    for i in range(a.steps // a.every):
-        params, state, value = train(params, state, jax.random.fold_in(key, i))
-        ind = np.asarray(detectors.induction_score(model, params, rep))
-        prev = np.asarray(detectors.previous_token_score(model, params, rep)).max(1)
-        layer = int(ind.max(1).argmax())
-        print(
-            f"| {(i + 1) * a.every} | {float(value):.3f} | {ind.max():.2f} (L{layer}) | "
-            f"{' '.join(f'{x:.2f}' for x in prev)} | {time.time() - t0:.0f} |",
-            flush=True,
+def check(t) -> None:
+    """ConfigError for repeat lengths or an eval length that do not fit the context."""
+    if not 1 <= t.min_rep <= t.max_rep or 2 * t.max_rep >= t.context:
+        raise ConfigError(
+            f"induction probe: need 1 <= min_rep <= max_rep and 2 * max_rep < context, got "
+            f"min_rep={t.min_rep}, max_rep={t.max_rep}, context={t.context}."
+        )
+    if 2 * t.eval_len + 1 > t.context:
+        raise ConfigError(
+            f"induction probe: eval_len={t.eval_len}: 2 * eval_len + 1 must fit "
+            f"context={t.context}."
         )
 
 
-if __name__ == "__main__":
-    main()
+def sample(key, t, batch_size: int):
+    """`[batch, context]` training windows (random tokens, one repeat of random length)."""
+    return repeated_tokens.sample(
+        key, batch_size, t.max_rep, t.vocab, bos=0, min_length=t.min_rep, context=t.context - 1
+    )
+
+
+def build(config) -> Task:
+    t = config.task
+    check(t)
+    phases = ZC.check_phases(t.get("phases", ()), config.total_steps, DATA_KEYS)
+    model = mj.Transformer(model_config(t))
+    ZC.check_phase_sites(phases, model)
+    rep = jnp.asarray(repeated_tokens.fixed(0, 16, t.eval_len, t.vocab, bos=0))
+    batch_size = config.batch_size
+
+    def init(key):
+        return mj.init(model, key, jnp.zeros((1, t.context), jnp.int32))
+
+    def batch(key, step):
+        return {"tokens": sample(key, t, batch_size)}
+
+    def loss(params, batch, ivs):
+        logits, _ = mj.run(model, params, batch["tokens"], interventions=tuple(ivs))
+        return next_token_loss(logits, batch["tokens"]).mean(), {}
+
+    def evaluate(params, cond, key, ivs):
+        return {
+            "induction_score": detectors.induction_score(model, params, rep),
+            "prev_token_score": detectors.previous_token_score(model, params, rep),
+        }
+
+    def report(records, workdir):
+        return table(records, t.vocab)
+
+    return Task(
+        model=model, init=init, batch=batch, loss=loss,
+        interventions=ZC.phase_interventions(phases), evaluate=evaluate,
+        models=(ModelSpec("model", seed=0),), report=report,
+    )  # fmt: skip
+
+
+def table(records, vocab: int) -> dict:
+    """The probe's table (one row per eval after step 0) and headline numbers."""
+    train = {r["step"]: r for r in records if r.get("split") == "train"}
+    evals = [r for r in records if r.get("split") == "eval" and r["step"] > 0]
+    lines = [
+        f"| step | loss (ln vocab = {np.log(vocab - 1):.2f}) | best induction (layer) | "
+        "best previous-token per layer |",
+        "|---|---|---|---|",
+    ]
+    summary = {}
+    for r in evals:
+        ind = np.asarray(r["induction_score"])
+        prev = np.asarray(r["prev_token_score"]).max(1)
+        layer = int(ind.max(1).argmax())
+        loss = train.get(r["step"], {}).get("loss", float("nan"))
+        lines.append(
+            f"| {r['step']} | {loss:.3f} | {ind.max():.2f} (L{layer}) | "
+            f"{' '.join(f'{x:.2f}' for x in prev)} |"
+        )
+        summary = {
+            "step": r["step"],
+            "loss": loss,
+            "max_induction_score": float(ind.max()),
+            "induction_layer": layer,
+            "max_prev_token_score_layer0": float(prev[0]),
+        }
+    summary["_markdown"] = "\n".join(lines)
+    return summary

@@ -4,12 +4,16 @@
 `mj.Transformer` sized by `config.task`; data come from `mechjax.zoo.data.build`. Evals:
 held-out code loss (vs the unigram baseline), induction and previous-token scores of every
 head on repeated random tokens and, for mixture models, accuracy and logit difference
-(clean and corrupted) of every task. The report writes `tokenizer.json` and `data.json`
+(clean and corrupted) of every task. A curriculum is `config.task.phases`
+(`mechjax.zoo.config`): per phase, a data mixture or packed short windows picked by
+`curriculum_batch`, and interventions handed to the loop as `Task.interventions`. Configs
+with `task.probe` build one of the probes of this folder instead. The report writes `tokenizer.json` and `data.json`
 into the workdir, which `python -m mechjax.zoo export` ships with the weights.
 """
 
 from __future__ import annotations
 
+import functools
 import json
 import os
 
@@ -23,7 +27,10 @@ from mechjax.analysis.metrics import next_token_loss
 from mechjax.data import repeated_tokens
 from mechjax.data import tasks as T
 from mechjax.train import ConfigError, ModelSpec, Task
+from mechjax.zoo import config as ZC
 from mechjax.zoo import data as D
+
+PROBES = ("induction", "lookup", "colored")  # experiments/zoo/<name>_probe.py
 
 
 def model_config(t, vocab: int) -> mj.TransformerConfig:
@@ -55,29 +62,93 @@ def eval_batches(
     }
 
 
+def curriculum_batch(
+    phases, stream, phase_stream, batch_size: int, L: int, vocab: int, repeat_frac, repeat_min
+):
+    """`batch(key, step)` of a zoo model with curriculum `phases` (checked by
+    `zoo.config.check_zoo_phases`): `[batch, L]` windows of `stream` (`zoo.data.windows`);
+    inside a mixture phase the same windows' positions drawn from `phase_stream`; inside a
+    packed phase, rows of independent short windows (`zoo.data.packed_windows`, of the
+    phase's stream or random tokens) and their `segments`. Every source is drawn at every
+    step (cheap gathers) and the phase masks pick one, so the step is one program. Batches
+    have `segments` (zeros outside packed phases) iff some phase is packed."""
+    mixed = [bool(p["task_weights"] or p["task_options"]) for p in phases]
+    packed = [p["windows"] == "packed" for p in phases]
+
+    def batch(key, step):
+        k_long, k_short = jax.random.split(key)
+        toks = D.windows(k_long, stream, batch_size, L, repeat_frac, repeat_min)
+        if any(mixed):  # the same windows' positions, drawn from the phase stream
+            first = D.windows(k_long, phase_stream, batch_size, L, repeat_frac, repeat_min)
+            on = functools.reduce(
+                jnp.logical_or, [ZC.in_phase(p, step) for p, m in zip(phases, mixed) if m]
+            )
+            toks = jnp.where(on, first, toks)
+        if not any(packed):
+            return {"tokens": toks}
+        segments = jnp.zeros((batch_size, L), jnp.int32)
+        for p, m, is_packed in zip(phases, mixed, packed):
+            if not is_packed:
+                continue
+            rv = (p["packed_vocab"] or vocab) if p["packed_source"] == "random" else 0
+            src = phase_stream if m else stream
+            short, seg = D.packed_windows(
+                k_short, src, batch_size, L, p["packed_len"], random_vocab=rv
+            )
+            on = ZC.in_phase(p, step)
+            toks, segments = jnp.where(on, short, toks), jnp.where(on, seg, segments)
+        return {"tokens": toks, "segments": segments}
+
+    return batch
+
+
+def lm_loss(model):
+    """The zoo models' loss: mean next-token loss under the loop's interventions (a phase's,
+    gated by the step); with `segments` (packed windows), behind `mj.document_mask` and
+    without the loss of a window's last token on the next window's first."""
+
+    def loss(params, batch, ivs):
+        mask = mj.document_mask(batch["segments"]) if "segments" in batch else None
+        ivs = tuple(ivs) if isinstance(ivs, (tuple, list)) else ()
+        logits, _ = mj.run(model, params, batch["tokens"], interventions=ivs, attention_mask=mask)
+        toks = batch["tokens"]
+        if mask is None:
+            return next_token_loss(logits, toks).mean(), {}
+        same = batch["segments"][:, 1:] == batch["segments"][:, :-1]
+        nll = next_token_loss(logits, toks)
+        return (nll * same).sum() / same.sum(), {}
+
+    return loss
+
+
+def _probe_module(name: str):
+    import importlib
+
+    if name not in PROBES:
+        raise ConfigError(f"config.task.probe={name!r}: valid probes are {', '.join(PROBES)}.")
+    return importlib.import_module(f"experiments.zoo.{name}_probe")
+
+
 def build(config) -> Task:
     t = config.task
+    if t.get("probe"):  # a probe of experiments/zoo/: its own model, data and evals
+        return _probe_module(t.probe).build(config)
+    # the curriculum: one list of phases (mechjax/zoo/config.py); a phase mixture is one more
+    # stream of the same data build
+    ZC.reject_legacy_keys(t)
+    phases = ZC.check_zoo_phases(t, config.total_steps)
+    early_w, early_o = (D.plain(m) for m in ZC.phase_mixture(phases))
     options = D.plain(t.task_options)
-    early_w, early_o = D.plain(t.early_task_weights), D.plain(t.early_task_options)
-    if bool(t.early_steps > 0) != bool(early_w or early_o):
-        raise ConfigError(
-            f"zoo config: early_steps={t.early_steps} with early_task_weights={early_w} and "
-            f"early_task_options={early_o}; a curriculum needs early_steps > 0 and at least one "
-            "of the two (or set early_steps = 0 and leave both empty)."
-        )
-    if not 0 <= t.early_from < max(t.early_steps, 1):
-        raise ConfigError(
-            f"zoo config: early_from={t.early_from} with early_steps={t.early_steps}; the "
-            "curriculum phase covers steps early_from .. early_steps - 1, so early_from must be "
-            "in [0, early_steps) (0 when there is no phase)."
-        )
-    data = D.build(**D.build_kwargs(t))
+    data = D.build(
+        **dict(D.build_kwargs(t), early_task_weights=early_w, early_task_options=early_o)
+    )
     # split data: training-time evals (and every choice made while developing) use "val";
     # the model card reports "test" (python -m mechjax.zoo table)
     eval_split = D.EVAL_SPLIT if t.get("split_data", False) else None
     vocab = data.tokenizer.get_vocab_size()
     cfg = model_config(t, vocab)
     model = mj.Transformer(cfg)
+    ZC.check_phase_sites(phases, model)
     L = t.n_ctx
     stream = jnp.asarray(data.train.astype(np.int32))
     early_stream = None if data.train_early is None else jnp.asarray(data.train_early, jnp.int32)
@@ -92,8 +163,8 @@ def build(config) -> Task:
         batches = eval_batches(
             data.tokenizer, task_names, t.eval_per_task, options=options, split=eval_split
         )
-    # the first phase's forms of the tasks whose options it changes (accuracy only, to watch
-    # what the curriculum teaches)
+    # the phase mixture's forms of the tasks whose options it changes (accuracy only, to watch
+    # what the curriculum teaches; named "_early" as before phases had their own keys)
     _, early_options = D.early_mixture({}, options, {}, early_o)
     early_batches = {
         f"{name}_early": b
@@ -110,40 +181,11 @@ def build(config) -> Task:
     def init(key):
         return mj.init(model, key, jnp.zeros((1, L), jnp.int32))
 
-    def batch(key, step):
-        k_long, k_short = jax.random.split(key)
-        toks = D.windows(k_long, stream, batch_size, L, t.repeat_frac, t.repeat_min)
-        if early_stream is not None:  # the same windows' positions, drawn from the early stream
-            first = D.windows(k_long, early_stream, batch_size, L, t.repeat_frac, t.repeat_min)
-            in_phase = (step >= t.early_from) & (step < t.early_steps)
-            toks = jnp.where(in_phase, first, toks)
-        if not t.short_len:
-            return {"tokens": toks}
-        rv = (t.short_vocab or vocab) if t.short_source == "random" else 0
-        short, seg = D.packed_windows(k_short, stream, batch_size, L, t.short_len, random_vocab=rv)
-        on = step < t.short_steps  # both are cheap gathers; the phase picks one
-        return {
-            "tokens": jnp.where(on, short, toks),
-            "segments": jnp.where(on, seg, jnp.zeros_like(seg)),
-            "warmup": on,
-        }
+    batch = curriculum_batch(
+        phases, stream, early_stream, batch_size, L, vocab, t.repeat_frac, t.repeat_min
+    )
 
-    def loss(params, batch, ivs):
-        mask = mj.document_mask(batch["segments"]) if "segments" in batch else None
-        ivs = tuple(ivs) if isinstance(ivs, (tuple, list)) else ()
-        if "warmup" in batch:  # layers switched off during the warm-up (their output zeroed)
-            off = [mj.ablate(f"blocks.{i}.hook_attn_out") for i in t.warmup_off_layers]
-            if t.warmup_off_mlps:
-                off += [mj.ablate(f"blocks.{i}.hook_mlp_out") for i in range(t.n_layers)]
-            ivs += tuple(iv.when(batch["warmup"]) for iv in off)
-        logits, _ = mj.run(model, params, batch["tokens"], interventions=ivs, attention_mask=mask)
-        toks = batch["tokens"]
-        if mask is None:
-            return next_token_loss(logits, toks).mean(), {}
-        # a window's last token does not predict the next window's first
-        same = batch["segments"][:, 1:] == batch["segments"][:, :-1]
-        nll = next_token_loss(logits, toks)
-        return (nll * same).sum() / same.sum(), {}
+    loss = lm_loss(model)
 
     def evaluate(params, cond, key, ivs):
         ivs = ivs if isinstance(ivs, tuple) else ()
@@ -213,6 +255,7 @@ def build(config) -> Task:
         init=init,
         batch=batch,
         loss=loss,
+        interventions=ZC.phase_interventions(phases),  # each gated by its phase's steps
         evaluate=evaluate,
         models=(ModelSpec("model", seed=0),),
         report=report,
