@@ -197,6 +197,7 @@ def test_built_task_matches_the_old_code_on_real_data(spec, old, tmp_path, monke
     the task's batches, and its loss under its own interventions, equal the old code's with
     the same schedule, and the data build is the old one (same cache entry)."""
     monkeypatch.setenv("MECHJAX_CACHE", str(tmp_path))
+    D._build.cache_clear()  # an earlier test in this process may hold the build in memory
     cfg = _config(spec)
     task = zoo_task.build(cfg)
     t = cfg.task

@@ -170,8 +170,10 @@ def export(run_dir: str, name: str, out_dir: str | None = None, dtype: str = "fl
         "dtype": dtype,
     }
     task = info["config"].get("task", {})
-    if task.get("early_steps"):  # the steps whose task examples used data.early_task_*
+    if task.get("early_steps"):  # (runs made before config.task.phases)
         card_["training"]["curriculum_steps"] = [task.get("early_from", 0), task["early_steps"]]
+    if task.get("phases"):  # the curriculum: each phase's steps and what it changes
+        card_["training"]["phases"] = list(task["phases"])
     with open(os.path.join(folder, "card.json"), "w") as f:
         json.dump(card_, f, indent=1, default=str)
     return folder
