@@ -34,8 +34,13 @@ done. No interventions and no site cache (use `mj.generate` for those).
 A drafter is any jittable callable
 `drafter(drafter_params, hidden [batch, d_model], next_token int [batch], tree) ->
 int [batch, n_nodes]` (inside the loop `batch` is 1; a token outside the vocabulary is
-never accepted). `mechjax.models.heads.draft_tree` is one (Medusa / Hydra heads):
-`lambda p, h, t, tree: draft_tree(draft_model, p, h, t, tree)`.
+never accepted). A drafter with a true attribute `reads_sequence` is called with
+`hidden_seq=` `[batch, n_slots, d_model]` (the base's last hidden state at every committed
+slot, gathered along the accepted paths like the K/V; slots `>= seq_len` hold junk),
+`seq_len=` int `[batch]` (committed slots; `hidden` is slot `seq_len - 1`) and `seq_mask=`
+`[batch, n_slots]` (0 at left pads) as keywords — what Hydra++'s prefix layer reads.
+`mechjax.models.heads.Drafter(draft_model)` is the drafter of Medusa / Hydra / Hydra++
+heads (`draft_tree`; sets `reads_sequence` for Hydra++).
 """
 
 from __future__ import annotations
@@ -58,6 +63,7 @@ class _Opts:
     max_new: int
     tree: Tree
     has_eos: bool
+    sequence: bool  # the drafter also reads the hidden states of the whole sequence
 
 
 def _tree_tables(tree: Tree):
@@ -113,8 +119,13 @@ def _row(model, drafter, opts: _Opts, params, drafter_params, prompt, mask, eos)
 
     zero = jnp.zeros((), jnp.int32)
     pos0 = jnp.maximum(jnp.cumsum(mask, axis=1) - 1, 0)
-    logits, kv, hid = forward(prompt, pos0, kv_buffers(model, 1, n_slots), zero, positions=(P - 1,))
+    readout = tuple(range(P)) if opts.sequence else (P - 1,)
+    logits, kv, hid = forward(prompt, pos0, kv_buffers(model, 1, n_slots), zero, positions=readout)
     tok = jnp.argmax(logits[:, -1], axis=-1).astype(jnp.int32)  # [1], the first root
+    # the base's last hidden states per committed slot (the sequence drafter's input)
+    hseq = jnp.zeros((1, n_slots if opts.sequence else 1, c.d_model), hid.dtype)
+    if opts.sequence:
+        hseq = hseq.at[:, :P].set(hid)
     out = jnp.zeros((1, T + D + 1), jnp.int32).at[:, :P].set(prompt).at[:, P].set(tok)
     done = (tok[0] == eos) if opts.has_eos else jnp.zeros((), bool)
     n_hist = max(opts.max_new - 1, 1)  # every step emits >= 1 token after the first
@@ -123,6 +134,7 @@ def _row(model, drafter, opts: _Opts, params, drafter_params, prompt, mask, eos)
         out,
         tok,
         hid[:, -1],  # [1, d_model]
+        hseq,  # [1, n_slots, d_model]
         kv,
         done,
         zero,  # steps
@@ -130,15 +142,20 @@ def _row(model, drafter, opts: _Opts, params, drafter_params, prompt, mask, eos)
     )
 
     def cond(carry):
-        m, done = carry[0], carry[5]
+        m, done = carry[0], carry[6]
         return (m < opts.max_new) & ~done
 
     def body(carry):
-        m, out, tok, hidden, kv, done, steps, hist = carry
-        nodes = jnp.asarray(drafter(drafter_params, hidden, tok, tree)).astype(jnp.int32)
+        m, out, tok, hidden, hseq, kv, done, steps, hist = carry
+        start = P + m - 1  # the root's slot; slots < start are committed
+        if opts.sequence:
+            seq = dict(hidden_seq=hseq, seq_len=start[None], seq_mask=key_mask)
+            nodes = drafter(drafter_params, hidden, tok, tree, **seq)
+        else:
+            nodes = drafter(drafter_params, hidden, tok, tree)
+        nodes = jnp.asarray(nodes).astype(jnp.int32)
         safe = jnp.clip(nodes, 0, c.d_vocab - 1)  # only for the embedding: never accepted
         block = jnp.concatenate([tok[:, None], safe], axis=1)  # [1, n+1]
-        start = P + m - 1  # the root's slot
         pos_ids = (n_real + m - 1 + depth)[None]  # [1, n+1]
         if c.positional_embedding_type == "standard":
             # beyond n_ctx only past the last returned slot: those outputs are discarded
@@ -169,12 +186,14 @@ def _row(model, drafter, opts: _Opts, params, drafter_params, prompt, mask, eos)
             }
             for layer in kv
         ]
+        if opts.sequence:  # the accepted path's hidden states into slots start .. start+L
+            hseq = jax.lax.dynamic_update_slice_in_dim(hseq, hid[:, path], start, axis=1)
         if opts.has_eos:
             done = jnp.any((emit == eos) & (d <= L))
         hist = hist.at[steps].set(L + 1)
-        return m + L + 1, out, bonus[None], hid[:, last], kv, done, steps + 1, hist
+        return m + L + 1, out, bonus[None], hid[:, last], hseq, kv, done, steps + 1, hist
 
-    _, out, _, _, _, _, steps, hist = jax.lax.while_loop(cond, body, carry)
+    _, out, _, _, _, _, _, steps, hist = jax.lax.while_loop(cond, body, carry)
     out = out[0, :T]
     if opts.has_eos:  # every slot after a row's first generated eos holds eos
         hit = out[P:] == eos
@@ -232,7 +251,8 @@ def speculative_generate(
       max_new_tokens: int >= 1; `prompt_len + max_new_tokens <= n_ctx` for learned positions.
       drafter: `drafter(drafter_params, hidden [batch, d_model], next_token [batch], tree)
         -> int [batch, n_nodes]`, jittable (see the module doc); static: the same object
-        reuses the compilation.
+        reuses the compilation. With `reads_sequence = True` it also gets the keywords
+        `hidden_seq`, `seq_len`, `seq_mask` (Hydra++; `mechjax.models.heads.Drafter`).
       tree: a `mechjax.models.heads.Tree` or its paths (`((0,), (1,), (0, 0))`): path
         `(i_1, ..., i_d)` is a node at depth d; every prefix of a path must be a node.
       drafter_params: any pytree passed to the drafter (a leaf argument: no recompiles).
@@ -267,16 +287,26 @@ def speculative_generate(
     check_eos(eos_id, model.cfg.vocab_out)
 
     c = model.cfg
+    sequence = bool(getattr(drafter, "reads_sequence", False))
     hidden = jax.ShapeDtypeStruct((1, c.d_model), jnp.dtype(c.dtype))
     token = jax.ShapeDtypeStruct((1,), jnp.int32)
+    n_slots = P + int(max_new_tokens) + tree.n_nodes
+    seq = {}
+    if sequence:
+        seq = dict(
+            hidden_seq=jax.ShapeDtypeStruct((1, n_slots, c.d_model), jnp.dtype(c.dtype)),
+            seq_len=jax.ShapeDtypeStruct((1,), jnp.int32),
+            seq_mask=jax.ShapeDtypeStruct((1, n_slots), jnp.int32),
+        )
     try:
         shaped = jax.eval_shape(
-            lambda p, h, t: drafter(p, h, t, tree), drafter_params, hidden, token
+            lambda p, h, t, kw: drafter(p, h, t, tree, **kw), drafter_params, hidden, token, seq
         )
     except Exception as e:
+        extra = ", hidden_seq=, seq_len=, seq_mask=" if sequence else ""
         raise ValueError(
-            f"drafter(drafter_params, hidden [1, {c.d_model}], next_token int [1], tree) failed "
-            f"to trace: {type(e).__name__}: {e}"
+            f"drafter(drafter_params, hidden [1, {c.d_model}], next_token int [1], tree{extra}) "
+            f"failed to trace: {type(e).__name__}: {e}"
         ) from e
     if not hasattr(shaped, "shape") or tuple(shaped.shape) != (1, tree.n_nodes):
         got = getattr(shaped, "shape", type(shaped).__name__)
@@ -287,7 +317,9 @@ def speculative_generate(
     if not jnp.issubdtype(shaped.dtype, jnp.integer):
         raise ValueError(f"drafter must return int token ids, got dtype {shaped.dtype}")
 
-    opts = _Opts(max_new=int(max_new_tokens), tree=tree, has_eos=eos_id is not None)
+    opts = _Opts(
+        max_new=int(max_new_tokens), tree=tree, has_eos=eos_id is not None, sequence=sequence
+    )
     mask = (
         jnp.ones((B, P), jnp.int32)
         if attention_mask is None

@@ -334,3 +334,72 @@ def test_rejects_non_lm_models():
     model = mj.EncoderDecoder(cfg)
     with pytest.raises(TypeError, match="mj.Transformer"):
         mj.speculative_generate(model, {}, [[1, 2]], 2, drafter=random_drafter, tree=TREES["chain"])
+
+
+def _perturbed_heads(draft_model, base_params, seed):
+    """Draft heads initialised from the base, then every head weight jittered (so drafts
+    depend on the hidden states, the drafted tokens and, for Hydra++, the whole sequence)."""
+    from mechjax.models import heads as H
+
+    params = H.init_from_base(draft_model, jax.random.key(seed), base_params)
+    leaves, treedef = jax.tree_util.tree_flatten_with_path(params)
+    keys = jax.random.split(jax.random.key(seed + 1), len(leaves))
+    new = [
+        x if "base" in jax.tree_util.keystr(path) else x + 0.3 * jax.random.normal(k, x.shape)
+        for (path, x), k in zip(leaves, keys)
+    ]
+    return jax.tree_util.tree_unflatten(treedef, new)
+
+
+class _Recording:
+    """Wraps a drafter; records every step's drafted nodes on the host (batch of one)."""
+
+    def __init__(self, inner):
+        self.inner, self.log = inner, []
+        self.reads_sequence = inner.reads_sequence
+
+    def __call__(self, params, hidden, tok, tree, **seq):
+        nodes = self.inner(params, hidden, tok, tree, **seq)
+        jax.debug.callback(lambda n: self.log.append(np.asarray(n)), nodes)
+        return nodes
+
+
+@pytest.mark.parametrize("variant", ["medusa", "hydra", "hydra++"])
+def test_draft_head_drafter_is_exact_and_drafts_from_the_committed_sequence(gpt2, variant):
+    """`H.Drafter` in the decoder: output == greedy, and at every step the drafted nodes
+    equal `draft_tree` on a full forward over the committed tokens (for Hydra++ that checks
+    the decoder's gathered hidden-state buffer, which its prefix layer attends over)."""
+    from mechjax.models import heads as H
+
+    draft = H.DraftModel(gpt2.model, H.DraftConfig.from_variant(variant, n_heads=3))
+    dp = _perturbed_heads(draft, gpt2.params, 3)
+    assert H.Drafter(draft).reads_sequence == (variant == "hydra++")
+    tree = TREES["mixed"].paths[:6]  # depth <= 3
+    tree = Tree(tree)
+    prefix_matters = False
+    for b in range(B):
+        rec = _Recording(H.Drafter(draft))
+        out, stats = mj.speculative_generate(
+            gpt2.model, gpt2.params, gpt2.prompt[b : b + 1], M,
+            drafter=rec, drafter_params=dp, tree=tree, return_stats=True,
+        )  # fmt: skip
+        np.testing.assert_array_equal(np.asarray(out)[0], gpt2.ref[b])
+        lengths = np.asarray(stats["accept_lengths"])[0]
+        n = int(stats["n_steps"][0])
+        steps = [x for x in rec.log if x.shape == (1, tree.n_nodes)]
+        assert len(steps) == n, (len(rec.log), n)
+        pos = P  # the root's slot (the prefill emitted the first token)
+        for i in range(n):
+            hid = gpt2.H[b : b + 1, :pos]
+            root = jnp.asarray(gpt2.long[b : b + 1, pos])
+            want = np.asarray(
+                H.draft_tree(draft, dp, hid[:, -1], root, tree, hidden_seq=hid, seq_len=pos)
+            )
+            np.testing.assert_array_equal(steps[i], want)
+            if variant == "hydra++":  # the prefix layer reads more than the last state
+                short = hid[:, -2:]
+                alt = H.draft_tree(draft, dp, hid[:, -1], root, tree, hidden_seq=short, seq_len=2)
+                prefix_matters |= bool((np.asarray(alt) != want).any())
+            pos += int(lengths[i])
+    if variant == "hydra++":
+        assert prefix_matters

@@ -15,11 +15,14 @@ speculative decoder.
     _, hidden = H.base_hidden(model, params, tokens)          # [b, pos, d_model]
     tree = H.Tree(((0,), (1,), (0, 0), (0, 0, 0)))
     nodes = H.draft_tree(model, params, hidden[:, -1], logits[:, -1].argmax(-1), tree)
+    out = mj.speculative_generate(base, base_params, tokens, 32, tree=tree,
+                                  drafter=H.Drafter(model), drafter_params=params)
 """
 
 from mechjax.models.heads.draft import (
     DRAFT_VARIANTS,
     DraftConfig,
+    Drafter,
     DraftHead,
     DraftModel,
     accept_length,
@@ -36,6 +39,7 @@ from mechjax.models.heads.tree import Tree
 __all__ = [
     "DRAFT_VARIANTS",
     "DraftConfig",
+    "Drafter",
     "DraftHead",
     "DraftModel",
     "Tree",

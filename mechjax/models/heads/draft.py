@@ -592,3 +592,29 @@ def _draft(model, tree, params, hidden, next_token, hidden_seq, seq_len, seq_mas
 
 
 _draft_jit = jax.jit(_draft, static_argnums=(0, 1))
+
+
+@dataclasses.dataclass(frozen=True)
+class Drafter:
+    """The drafter of `model`'s heads for `mj.speculative_generate` (`draft_tree`).
+
+    `Drafter(model)(params, hidden, next_token, tree, **seq)`; hashable, so the same heads
+    reuse one compilation. `reads_sequence` is True for Hydra++ (the prefix layer attends
+    over the base's hidden states of the sequence: the decoder then passes `hidden_seq`,
+    `seq_len`, `seq_mask`).
+
+        tokens = mj.speculative_generate(base, base_vars, prompt, 32, tree=tree,
+                                         drafter=H.Drafter(model), drafter_params=params)
+    """
+
+    model: DraftModel
+
+    def __post_init__(self):
+        _check_model(self.model)
+
+    @property
+    def reads_sequence(self) -> bool:
+        return bool(self.model.draft.prefix_layer)
+
+    def __call__(self, params, hidden, next_token, tree, **seq):
+        return draft_tree(self.model, params, hidden, next_token, tree, **seq)
