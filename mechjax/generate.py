@@ -491,7 +491,12 @@ def generate(
     # interventions and cache, checked against the full sequence's sites
     interventions = tuple(interventions)
     if needs_resolution(interventions):
-        raise NotImplementedError("mj.generate does not support mj.from_batch / mj.two_pass yet")
+        raise NotImplementedError(
+            "mj.generate does not take mj.from_batch / mj.two_pass entries: their values would "
+            "depend on tokens not generated yet. Compute the values on the prompt first, e.g. "
+            "`_, cache = mj.run(model, params, prompt, cache=SITES)`, and pass plain "
+            "interventions (mj.patch / mj.steer / mj.ablate / mj.clamp) built from them."
+        )
     full = np.zeros((B, total), np.int32)
     once = set()
     if memory_inputs is None:
