@@ -149,6 +149,16 @@ def main(argv=None):
                 f"{res['train/remove_acc'][h]:.3f} | {res['heldout_pairs/keep_acc'][h]:.3f} | "
                 f"{res['heldout_pairs/remove_acc'][h]:.3f} |"
             )
+        from scipy.stats import spearmanr
+
+        for ev in ("train", "heldout_pairs"):
+            keep = res[f"{ev}/keep_acc"]
+            rho = spearmanr(res["strength"], keep)
+            print(
+                f"\n{ev}: keep-only acc {keep.min():.3f}-{keep.max():.3f} (full model "
+                f"{res['full_acc']:.3f} on train); Spearman rho(IH strength, keep-only acc) "
+                f"{rho.statistic:.2f} (p = {rho.pvalue:.2f}, {len(keep)} heads)"
+            )
     elif a.what == "curves":
         s = curves(a.args[0], a.args[1], max_step=a.max_step)
         print(_table(s))
