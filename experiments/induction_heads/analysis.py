@@ -1,6 +1,7 @@
 """Post-hoc analyses and README figures of the induction-head runs.
 
     python -m experiments.induction_heads.analysis keep_remove DIR      # Fig. 4a
+    python -m experiments.induction_heads.analysis wiring DIR          # PT -> IH wiring
     python -m experiments.induction_heads.analysis curves DIR NAME     # loss + head strength
     python -m experiments.induction_heads.analysis conditions DIR NAME # formation per condition
     python -m experiments.induction_heads.analysis scaling NAME DIR... # classes x labels grid
@@ -76,6 +77,138 @@ def keep_remove(workdir, which=None, layer=1):
     return out
 
 
+def _clamp_to_probe(cache, batch, value):
+    """`mj.two_pass` make: hold every cached site at its probe-pass (unablated) value."""
+    return tuple(mj.clamp(site, x) for site, x in sorted(cache.items()))
+
+
+WIRING_MODES = {
+    # name: the layer-2 site held at its unablated value (None: plain ablation)
+    "ablate": None,
+    "value-preserving": "hook_v",  # p can act on h only through h's pattern (q/k)
+    "pattern-preserving": "hook_pattern",  # p can act on h only through h's values
+}
+
+
+def wiring(workdir, which=None, pt_layer=0, ih_layer=1, evaluator="train"):
+    """Which previous-token heads each induction head depends on (paper Sec. 4: many-to-many).
+
+    For every layer-1 head p and layer-2 head h: the model with only h active in layer 2
+    (the other layer-2 heads' values zeroed) and p's values zeroed in layer 1, under three
+    modes (`WIRING_MODES`): plain; value-preserving (layer-2 values held at those of the
+    unablated pass, `mj.two_pass`, so p reaches h only through h's pattern); pattern-
+    preserving (layer-2 patterns held, so p reaches h only through its values). Measured:
+    h's induction strength and the query accuracy. All (mode, p, h) cells plus the
+    no-ablation cells run as one vmapped program per mode.
+
+    Returns dict: `strength` / `acc` per mode `[p, h]`, `keep_acc` / `keep_strength` `[h]`
+    (only h active, nothing ablated), `pt_score` `[p]` (the layer-1 heads' previous-token
+    score in the unablated model).
+    """
+    config = _config(workdir)
+    data = fewshot_data(config.task)
+    model, params = mj.load_run(workdir, which)
+    n = model.cfg.n_heads
+    b = _eval_batch(config, data, evaluator, config.task.eval_size)
+    pt_site, ih_v = f"blocks.{pt_layer}.attn.hook_v", f"blocks.{ih_layer}.attn.hook_v"
+    ih_pat = f"blocks.{ih_layer}.attn.hook_pattern"
+    pt_pat = f"blocks.{pt_layer}.attn.hook_pattern"
+
+    def cell(p_mask, h_mask, preserve):
+        ivs = []
+        if preserve is not None:  # expands in place: the clamp comes before the ablations
+            site = f"blocks.{ih_layer}.attn.{preserve}"
+            ivs.append(mj.two_pass((site,), _clamp_to_probe))
+        ivs += [mj.ablate(pt_site, heads=p_mask), mj.ablate(ih_v, heads=~h_mask)]
+        logits, cache = mj.run(model, params, b["inputs"], interventions=ivs, cache=ih_pat)
+        strength = M.induction_strength(cache[ih_pat], b["label_pos"], b["distractor_pos"])
+        acc = M.query_ce(logits, b["target"])[1]
+        return jnp.sum(jnp.where(h_mask, strength, 0.0)), acc
+
+    eye = np.eye(n, dtype=bool)
+    p_masks = np.repeat(eye, n, axis=0)  # cell (p, h) at row p * n + h
+    h_masks = np.tile(eye, (n, 1))
+    out = {"strength": {}, "acc": {}}
+    for mode, preserve in WIRING_MODES.items():
+        f = jax.jit(jax.vmap(lambda pm, hm, preserve=preserve: cell(pm, hm, preserve)))
+        s, a = f(jnp.asarray(p_masks), jnp.asarray(h_masks))
+        out["strength"][mode] = np.asarray(s).reshape(n, n)
+        out["acc"][mode] = np.asarray(a).reshape(n, n)
+    none = jnp.zeros((n, n), bool)
+    s, a = jax.jit(jax.vmap(lambda pm, hm: cell(pm, hm, None)))(none, jnp.asarray(eye))
+    out["keep_strength"], out["keep_acc"] = np.asarray(s), np.asarray(a)
+    _, cache = mj.run(model, params, b["inputs"], cache=pt_pat)
+    out["pt_score"] = np.asarray(M.fewshot_prev_token_score(cache[pt_pat]))
+    return out
+
+
+def plot_wiring(res, path):
+    plt = R._plt()
+    modes = list(WIRING_MODES)
+    fig, axes = plt.subplots(1, len(modes) + 1, figsize=(3.6 * (len(modes) + 1), 3.4))
+    drop = {f"{m}: accuracy drop": res["keep_acc"][None, :] - res["acc"][m] for m in modes}
+    drop["induction strength drop"] = res["keep_strength"][None, :] - res["strength"]["ablate"]
+    vmax = max(0.05, max(float(np.max(d)) for d in drop.values()))
+    for ax, (title, d) in zip(axes, drop.items()):
+        im = ax.imshow(d, cmap="Reds", vmin=0, vmax=vmax)
+        ax.set_title(title, fontsize=9)
+        ax.set_xlabel("layer-2 head h (only h active)")
+        ax.set_ylabel("layer-1 head p ablated")
+    fig.colorbar(im, ax=list(axes), shrink=0.8)
+    fig.savefig(path, dpi=80)
+    plt.close(fig)
+
+
+def wiring_markdown(res, threshold=0.05) -> str:
+    """The accuracy-drop matrices as markdown, and the dependence counts per head."""
+    n = len(res["keep_acc"])
+    lines = []
+    for mode in WIRING_MODES:
+        drop = res["keep_acc"][None, :] - res["acc"][mode]
+        lines += [
+            f"**{mode}**: accuracy with only layer-2 head h active, minus the same with "
+            "layer-1 head p also ablated (rows p, columns h)",
+            "",
+            "| p \\ h | " + " | ".join(f"1:{h}" for h in range(n)) + " | PT score of p |",
+            "|---|" + "---|" * (n + 1),
+        ]
+        for p in range(n):
+            cells = " | ".join(f"{drop[p, h]:+.3f}" for h in range(n))
+            lines.append(f"| 0:{p} | {cells} | {res['pt_score'][p]:.2f} |")
+        big = drop >= threshold
+        per_h = big.sum(0)
+        per_p = big.sum(1)
+        lines += [
+            "",
+            f"drops >= {threshold}: {int(big.sum())} of {n * n} cells; PT heads each induction "
+            f"head depends on: {', '.join(f'1:{h}: {int(c)}' for h, c in enumerate(per_h))}; "
+            f"induction heads each PT head feeds: "
+            f"{', '.join(f'0:{p}: {int(c)}' for p, c in enumerate(per_p))}",
+            "",
+        ]
+    sdrop = res["keep_strength"][None, :] - res["strength"]["ablate"]
+    held = np.abs(res["keep_strength"][None, :] - res["strength"]["pattern-preserving"]).max()
+    lines += [
+        "**induction strength** of layer-2 head h (only h active) minus the same with layer-1 "
+        "head p ablated (plain and value-preserving give the same layer-2 patterns)",
+        "",
+        "| p \\ h | " + " | ".join(f"1:{h}" for h in range(n)) + " |",
+        "|---|" + "---|" * n,
+    ]
+    for p in range(n):
+        lines.append(f"| 0:{p} | " + " | ".join(f"{sdrop[p, h]:+.3f}" for h in range(n)) + " |")
+    lines += [
+        "",
+        f"check: pattern-preserving changes no strength (max |change| {held:.1e}).",
+        "",
+    ]
+    lines.append(
+        "keep-one accuracy (no layer-1 ablation): "
+        + ", ".join(f"1:{h} {a:.3f}" for h, a in enumerate(res["keep_acc"]))
+    )
+    return "\n".join(lines)
+
+
 def plot_keep_remove(res, path):
     plt = R._plt()
     fig, ax = plt.subplots(figsize=(5, 3.6))
@@ -129,7 +262,9 @@ def _table(summary, extra=None):
 
 def main(argv=None):
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
-    p.add_argument("what", choices=("keep_remove", "curves", "conditions", "scaling", "seeds"))
+    p.add_argument(
+        "what", choices=("keep_remove", "wiring", "curves", "conditions", "scaling", "seeds")
+    )
     p.add_argument("args", nargs="+")
     p.add_argument("--max_step", type=int, default=None, help="plot steps up to this one")
     a = p.parse_args(argv)
@@ -159,6 +294,10 @@ def main(argv=None):
                 f"{res['full_acc']:.3f} on train); Spearman rho(IH strength, keep-only acc) "
                 f"{rho.statistic:.2f} (p = {rho.pvalue:.2f}, {len(keep)} heads)"
             )
+    elif a.what == "wiring":
+        res = wiring(a.args[0])
+        plot_wiring(res, os.path.join(FIGURES, "wiring.png"))
+        print(wiring_markdown(res))
     elif a.what == "curves":
         s = curves(a.args[0], a.args[1], max_step=a.max_step)
         print(_table(s))
