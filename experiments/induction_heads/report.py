@@ -154,5 +154,30 @@ def tokens_report(records, workdir, uniform_loss: float) -> dict:
             f"| {m} | {f['loss_first']:.3f} | {f['loss_second']:.3f} | "
             f"{f['max_induction_score_layer2']:.3f} | {f['max_pt_score_layer1']:.3f} |"
         )
+    for m, rs in evals.items():  # second / first copy loss by repeat distance
+        last = rs[-1]
+        ds = sorted(int(k.rsplit("/", 1)[1]) for k in last if k.startswith("by_distance/loss_first/"))
+        if not ds:
+            continue
+        rows = {}
+        for d in ds:
+            f = float(last[f"by_distance/loss_first/{d}"])
+            sec = float(last[f"by_distance/loss_second/{d}"])
+            ind = np.array(last[f"by_distance/induction_score/{d}"])
+            rows[d] = dict(first=f, second=sec, ratio=sec / f, induction=float(ind[-1].max()),
+                           head=int(ind[-1].argmax()))  # fmt: skip
+        out["final"][m]["by_distance"] = rows
+        lines += [
+            "",
+            f"{m}, by repeat distance d (d random tokens shown twice):",
+            "",
+            "| d | loss 1st copy | loss 2nd copy | 2nd / 1st | best layer-2 induction score (head) |",
+            "|---|---|---|---|---|",
+        ]
+        for d, r in rows.items():
+            lines.append(
+                f"| {d} | {r['first']:.3f} | {r['second']:.3f} | {r['ratio']:.3f} | "
+                f"{r['induction']:.3f} (1:{r['head']}) |"
+            )
     out["_markdown"] = "\n".join(lines)
     return out

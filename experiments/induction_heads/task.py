@@ -199,16 +199,34 @@ def build_tokens(config) -> Task:
             f"config.task.length={L}: 2 * length (+BOS) = {offset + 2 * L} exceeds the model's "
             f"n_ctx={cfg.n_ctx}; use a smaller length or a variant with a longer context."
         )
+    # training rows: `context` tokens (default 2 * length), repeating their first l tokens
+    context = int(t.get("context", 0) or 2 * L)
+    if not 2 * L <= context <= cfg.n_ctx - offset:
+        raise ConfigError(
+            f"config.task.context={context} must be in 2 * length = {2 * L} .. n_ctx - BOS = "
+            f"{cfg.n_ctx - offset}."
+        )
+    distances = tuple(int(d) for d in t.get("eval_lengths", ()) or ())
+    bad = [d for d in distances if not 2 <= d or offset + 2 * d > cfg.n_ctx]
+    if bad:
+        raise ConfigError(
+            f"config.task.eval_lengths {bad}: each repeat length d needs 2 <= d and "
+            f"2 * d (+BOS) <= n_ctx={cfg.n_ctx}."
+        )
     seeds = _seeds(t)
     models = tuple(ModelSpec(f"seed{s}" if len(seeds) > 1 else "model", s) for s in seeds)
     batch_size = config.batch_size
 
+    if context != 2 * L and min_len is None:
+        raise ConfigError("config.task.context needs config.task.min_length (varying repeats)")
+
     def init(key):
-        return mj.init(model, key, jnp.zeros((1, offset + 2 * L), jnp.int32))
+        return mj.init(model, key, jnp.zeros((1, offset + context), jnp.int32))
 
     def batch(key, step):
         del step
-        toks = repeated_tokens.sample(key, batch_size, L, cfg.d_vocab, bos, min_len)
+        ctx = None if context == 2 * L else context
+        toks = repeated_tokens.sample(key, batch_size, L, cfg.d_vocab, bos, min_len, context=ctx)
         return {"tokens": toks}
 
     lm_loss = next_token_loss  # [batch, pos-1]
@@ -228,13 +246,26 @@ def build_tokens(config) -> Task:
         first = per_pos[:, offset : offset + L - 1].mean()  # predictions inside copy 1
         second = per_pos[:, offset + L : offset + 2 * L - 1].mean()  # inside copy 2
         pats = [cache[f"blocks.{layer}.attn.hook_pattern"] for layer in range(cfg.n_layers)]
-        return {
+        out = {
             "loss": per_pos.mean(),
             "loss_first": first,
             "loss_second": second,
             "induction_score": jnp.stack([M.induction_score(p, L, offset) for p in pats]),
             "pt_score": jnp.stack([M.prev_token_score(p) for p in pats]),
         }
+        for d in distances:  # d random tokens repeated once: induction at distance d
+            toks = repeated_tokens.sample(jax.random.fold_in(ek, d), t.eval_size, d, cfg.d_vocab, bos)
+            lg, c = mj.run(
+                model, params, toks, cache="blocks.*.attn.hook_pattern", interventions=ivs
+            )
+            pp = lm_loss(lg, toks)
+            out[f"by_distance/loss_first/{d}"] = pp[:, offset : offset + d - 1].mean()
+            out[f"by_distance/loss_second/{d}"] = pp[:, offset + d : offset + 2 * d - 1].mean()
+            out[f"by_distance/induction_score/{d}"] = jnp.stack(
+                [M.induction_score(c[f"blocks.{i}.attn.hook_pattern"], d, offset)
+                 for i in range(cfg.n_layers)]
+            )  # fmt: skip
+        return out
 
     return Task(
         model=model,
