@@ -39,4 +39,6 @@ def test_bigram_drafter_follows_the_tree_and_decodes_exactly():
     out = mj.speculative_generate(
         model, params, prompt, 9, drafter=HC.bigram_drafter, drafter_params=table, tree=tree
     )
-    np.testing.assert_array_equal(np.asarray(out), np.asarray(mj.generate(model, params, prompt, 9)))
+    np.testing.assert_array_equal(
+        np.asarray(out), np.asarray(mj.generate(model, params, prompt, 9))
+    )

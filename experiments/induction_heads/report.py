@@ -156,7 +156,9 @@ def tokens_report(records, workdir, uniform_loss: float) -> dict:
         )
     for m, rs in evals.items():  # second / first copy loss by repeat distance
         last = rs[-1]
-        ds = sorted(int(k.rsplit("/", 1)[1]) for k in last if k.startswith("by_distance/loss_first/"))
+        ds = sorted(
+            int(k.rsplit("/", 1)[1]) for k in last if k.startswith("by_distance/loss_first/")
+        )
         if not ds:
             continue
         rows = {}

@@ -254,7 +254,9 @@ def build_tokens(config) -> Task:
             "pt_score": jnp.stack([M.prev_token_score(p) for p in pats]),
         }
         for d in distances:  # d random tokens repeated once: induction at distance d
-            toks = repeated_tokens.sample(jax.random.fold_in(ek, d), t.eval_size, d, cfg.d_vocab, bos)
+            toks = repeated_tokens.sample(
+                jax.random.fold_in(ek, d), t.eval_size, d, cfg.d_vocab, bos
+            )
             lg, c = mj.run(
                 model, params, toks, cache="blocks.*.attn.hook_pattern", interventions=ivs
             )
