@@ -390,15 +390,20 @@ def test_draft_head_drafter_is_exact_and_drafts_from_the_committed_sequence(gpt2
         assert len(steps) == n, (len(rec.log), n)
         pos = P  # the root's slot (the prefill emitted the first token)
         for i in range(n):
-            hid = gpt2.H[b : b + 1, :pos]
+            # the committed slots' hidden states in a fixed-size buffer (causal: slots
+            # < pos equal a forward over the committed tokens alone); one compilation
+            hid = gpt2.H[b : b + 1]
             root = jnp.asarray(gpt2.long[b : b + 1, pos])
+            last = hid[:, pos - 1]
             want = np.asarray(
-                H.draft_tree(draft, dp, hid[:, -1], root, tree, hidden_seq=hid, seq_len=pos)
+                H.draft_tree(draft, dp, last, root, tree, hidden_seq=hid, seq_len=pos)
             )
             np.testing.assert_array_equal(steps[i], want)
             if variant == "hydra++":  # the prefix layer reads more than the last state
-                short = hid[:, -2:]
-                alt = H.draft_tree(draft, dp, hid[:, -1], root, tree, hidden_seq=short, seq_len=2)
+                recent = (np.arange(hid.shape[1]) >= pos - 2)[None].astype(np.int32)
+                alt = H.draft_tree(
+                    draft, dp, last, root, tree, hidden_seq=hid, seq_len=pos, seq_mask=recent
+                )
                 prefix_matters |= bool((np.asarray(alt) != want).any())
             pos += int(lengths[i])
     if variant == "hydra++":
