@@ -1,6 +1,6 @@
 """Zoo curricula as one list of phases (`config.task.phases`, mechjax/zoo/config.py).
 
-The shipped models and the running gpt4l_mix2 must stay reproducible, so every zoo config
+The shipped models and the stopped gpt4l_mix2:no_doc_mask run must stay reproducible, so every zoo config
 written with phases must give the batches and losses of the code before phases: a frozen
 copy of that code's batch and loss (`_old_batch`, `_old_loss`, copied from
 experiments/zoo/task.py at commit 99a08aa, driven by the old keys each config had, in
@@ -49,7 +49,7 @@ OLD_KEYS = {
     "gpt4l_mix:mlp_off_warmup": dict(
         WARMUP, short_vocab=1024, warmup_off_layers=(2, 3), warmup_off_mlps=True
     ),  # fmt: skip
-    "gpt4l_mix2": dict(early_from=1000, early_steps=2000, **RECAP),
+    "gpt4l_mix2:no_doc_mask": dict(early_from=1000, early_steps=2000, **RECAP),
 }
 
 

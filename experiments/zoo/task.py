@@ -62,8 +62,22 @@ def eval_batches(
     }
 
 
+def doc_ids(stream, bos: int):
+    """Document index of every stream position (`cumsum(stream == bos)`): each document of the
+    stream starts with `bos`, so windows of these ids are `mj.document_mask` segments."""
+    return jnp.cumsum(jnp.asarray(stream) == bos, dtype=jnp.int32)
+
+
 def curriculum_batch(
-    phases, stream, phase_stream, batch_size: int, L: int, vocab: int, repeat_frac, repeat_min
+    phases,
+    stream,
+    phase_stream,
+    batch_size: int,
+    L: int,
+    vocab: int,
+    repeat_frac,
+    repeat_min,
+    bos: int | None = None,
 ):
     """`batch(key, step)` of a zoo model with curriculum `phases` (checked by
     `zoo.config.check_zoo_phases`): `[batch, L]` windows of `stream` (`zoo.data.windows`);
@@ -71,22 +85,34 @@ def curriculum_batch(
     packed phase, rows of independent short windows (`zoo.data.packed_windows`, of the
     phase's stream or random tokens) and their `segments`. Every source is drawn at every
     step (cheap gathers) and the phase masks pick one, so the step is one program. Batches
-    have `segments` (zeros outside packed phases) iff some phase is packed."""
+    have `segments` (zeros outside packed phases) iff some phase is packed.
+
+    With `bos` (`task.doc_mask`), every batch has `segments`: the documents of each window
+    (`doc_ids`, drawn with the same key, so a repeated row's copy carries its source's
+    documents), and the loss and attention stay inside each document, as at evaluation, where
+    every task prompt is alone."""
     mixed = [bool(p["task_weights"] or p["task_options"]) for p in phases]
     packed = [p["windows"] == "packed" for p in phases]
+    docs = None if bos is None else doc_ids(stream, bos)
+    phase_docs = None if bos is None or phase_stream is None else doc_ids(phase_stream, bos)
 
     def batch(key, step):
         k_long, k_short = jax.random.split(key)
         toks = D.windows(k_long, stream, batch_size, L, repeat_frac, repeat_min)
+        segments = jnp.zeros((batch_size, L), jnp.int32)
+        if docs is not None:
+            segments = D.windows(k_long, docs, batch_size, L, repeat_frac, repeat_min)
         if any(mixed):  # the same windows' positions, drawn from the phase stream
             first = D.windows(k_long, phase_stream, batch_size, L, repeat_frac, repeat_min)
             on = functools.reduce(
                 jnp.logical_or, [ZC.in_phase(p, step) for p, m in zip(phases, mixed) if m]
             )
             toks = jnp.where(on, first, toks)
-        if not any(packed):
+            if phase_docs is not None:
+                seg = D.windows(k_long, phase_docs, batch_size, L, repeat_frac, repeat_min)
+                segments = jnp.where(on, seg, segments)
+        if not any(packed) and docs is None:
             return {"tokens": toks}
-        segments = jnp.zeros((batch_size, L), jnp.int32)
         for p, m, is_packed in zip(phases, mixed, packed):
             if not is_packed:
                 continue
@@ -182,7 +208,15 @@ def build(config) -> Task:
         return mj.init(model, key, jnp.zeros((1, L), jnp.int32))
 
     batch = curriculum_batch(
-        phases, stream, early_stream, batch_size, L, vocab, t.repeat_frac, t.repeat_min
+        phases,
+        stream,
+        early_stream,
+        batch_size,
+        L,
+        vocab,
+        t.repeat_frac,
+        t.repeat_min,
+        bos=bos if t.get("doc_mask", False) else None,
     )
 
     loss = lm_loss(model)

@@ -102,6 +102,10 @@ def zoo_config(
     # hash; `mechjax.data.tasks.splits`), evals during training on "val", cards on "test".
     # False: the legacy generators the first zoo was trained on (same templates everywhere).
     t.split_data = False
+    # True: attention and loss stay inside each document of a window (documents start with
+    # <|endoftext|>; `mj.document_mask`), so a task example is learned alone, as it is
+    # evaluated, and most attention spans are short. False: one causal span per window.
+    t.doc_mask = False
     # t.phases (from _runner_config): e.g. a copying warm-up on packed random windows with two
     # layers off, dict(start=0, end=1000, windows="packed", packed_len=48,
     # packed_source="random", interventions=("blocks.2.hook_attn_out",)), or a mixture phase,
