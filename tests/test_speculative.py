@@ -377,7 +377,7 @@ def test_draft_head_drafter_is_exact_and_drafts_from_the_committed_sequence(gpt2
     tree = TREES["mixed"].paths[:6]  # depth <= 3
     tree = Tree(tree)
     prefix_matters = False
-    for b in range(B):
+    for b in range(2):  # two prompts: each is its own batch-of-one decode
         rec = _Recording(H.Drafter(draft))
         out, stats = mj.speculative_generate(
             gpt2.model, gpt2.params, gpt2.prompt[b : b + 1], M,
