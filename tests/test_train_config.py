@@ -91,6 +91,7 @@ def test_bad_overrides_fail_naming_the_key(override, message):
         ("total_steps", 0, "positive int"),
         ("lr", -1.0, "must be > 0"),
         ("checkpoint_steps", (0,), "positive ints"),
+        ("eval_steps", (5, -1), "positive ints"),
     ],
 )
 def test_validate_config(key, value, message):
@@ -131,3 +132,5 @@ def test_boundaries():
     c.update(dict(total_steps=50, eval_every=20, checkpoint_every=15, checkpoint_steps=(7, 49)))
     assert _boundaries(c, 0) == [7, 15, 20, 30, 40, 45, 49, 50]
     assert _boundaries(c, 30) == [40, 45, 49, 50]
+    c.eval_steps = (3, 45, 60)  # extra evals; past the end is ignored
+    assert _boundaries(c, 0) == [3, 7, 15, 20, 30, 40, 45, 49, 50]

@@ -197,6 +197,7 @@ def test_demo_outputs(demo_run):
     trains = [(r["step"], r["model"]) for r in recs if r["split"] == "train"]
     assert trains == [(s, m) for s in (10, 20) for m in NAMES]
     assert len(recs[-1]["rep_acc_by_pos"]) == 4
+
     assert summary["step"] == 20 and set(summary["final"]) == set(NAMES)
     assert set(summary["final_rep_acc"]) == set(NAMES)  # from task.report
     with open(os.path.join(workdir, "summary.json")) as f:
@@ -215,6 +216,18 @@ def test_demo_outputs(demo_run):
     assert run["traces"] == {"init": 1, "train": 1, "eval": 1}
     # Periodic 5, 15 pruned by keep_checkpoints=2; explicit 3 and 10 kept.
     assert train.Checkpointer(workdir, read_only=True).all_steps() == [3, 10, 15, 20]
+
+
+def test_eval_steps_add_evaluations(tmp_path):
+    """`eval_steps` evaluates at extra steps (dense around a phase change) and the train log
+    keeps its own period."""
+    config = demo_config(total_steps=12, eval_steps=(3, 7), checkpoint_steps=(),
+                         **{"task.ablate_windows": ((0, 0),)})  # fmt: skip
+    task = train.load_task_module(ROOT, "demo").build(config)
+    train.train_and_evaluate(config, str(tmp_path), task, root=ROOT)
+    recs = train.read_records(str(tmp_path))
+    assert [r["step"] for r in recs if r["split"] == "eval"] == [0, 3, 7, 10, 12]
+    assert [r["step"] for r in recs if r["split"] == "train"] == [10, 12]
 
 
 def test_scheduled_ablation_blocks_gradients_only_inside_its_window(demo_run):

@@ -36,6 +36,7 @@ def base_config() -> ml_collections.ConfigDict:
     c.weight_decay = 0.0  # adamw only (sgd/adam: add it to the loss)
     c.grad_clip = 0.0  # global-norm clip per model; 0 = off
     c.eval_every = 100  # also evaluated at step 0 and at the end
+    c.eval_steps = ()  # extra explicit eval steps, e.g. tuple(range(700, 1500, 16)) around a drop
     c.log_every = 0  # train-metric records; 0 = same as eval_every
     c.steps_per_call = 10  # lax.scan length: steps per host round trip
     c.checkpoint_every = 500  # 0 = only at the end (and on Ctrl-C / before a NaN stop)
@@ -69,6 +70,8 @@ def validate_config(config) -> None:
         bad("grad_clip", "must be >= 0 (0 turns clipping off).")
     if any((not isinstance(s, int)) or s <= 0 for s in config.checkpoint_steps):
         bad("checkpoint_steps", "must be a tuple of positive ints.")
+    if any((not isinstance(s, int)) or s <= 0 for s in config.get("eval_steps", ())):
+        bad("eval_steps", "must be a tuple of positive ints (extra eval steps).")
     if config.schedule == "warmup_cosine" and config.warmup_steps >= config.total_steps:
         bad("warmup_steps", f"must be < total_steps={config.total_steps} for warmup_cosine.")
 

@@ -237,7 +237,8 @@ def _boundaries(config, start: int) -> list[int]:
     """Steps after which the host must act (log/eval/checkpoint/end), sorted, > start."""
     total = config.total_steps
     every = [config.eval_every, config.log_every or config.eval_every, config.checkpoint_every]
-    stops = {total} | {s for s in config.checkpoint_steps if start < s < total}
+    extra = tuple(config.checkpoint_steps) + tuple(config.get("eval_steps", ()))
+    stops = {total} | {s for s in extra if start < s < total}
     for e in every:
         if e:
             stops |= set(range((start // e + 1) * e, total, e))
@@ -392,6 +393,7 @@ class _HostLoop:
         self.params, self.opt_state, self.step = params, opt_state, step
         self.status = "finished"
         self.log_every = config.log_every or config.eval_every
+        self.eval_steps = {int(s) for s in config.get("eval_steps", ())}
         self.train_time, self.timed_steps = 0.0, 0
         self._sums, self._count = None, 0  # per-metric sums over steps since the last train log
         self._first_chunk = True
@@ -441,7 +443,7 @@ class _HostLoop:
         step, config = self.step, self.config
         if step % self.log_every == 0 or step == config.total_steps:
             self.log_train()
-        if step % config.eval_every == 0 or step == config.total_steps:
+        if step % config.eval_every == 0 or step == config.total_steps or step in self.eval_steps:
             self.log_eval(step)
         periodic = config.checkpoint_every and step % config.checkpoint_every == 0
         if periodic or step in self.ckpt.explicit or step == config.total_steps:
