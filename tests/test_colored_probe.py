@@ -13,6 +13,8 @@ import pytest
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, ROOT)
 
+from _report import table_rows  # noqa: E402  (tests/_report.py)
+
 from experiments.zoo import colored_probe as P  # noqa: E402
 from mechjax import zoo  # noqa: E402
 from mechjax.cli import main  # noqa: E402
@@ -73,15 +75,3 @@ def test_bad_arguments_are_clear_errors(arg, overrides, match):
     cfg = apply_overrides(fill_defaults(load_config_file(f"{CONFIG}:{arg}")), overrides)
     with pytest.raises(ConfigError, match=match):
         build(cfg)
-
-
-def table_rows(report: str, head: str) -> list[str]:
-    """The probe's table in report.md: its header and rows (the separator left out)."""
-    lines = report.splitlines()
-    i = next(i for i, x in enumerate(lines) if x.startswith(head))
-    rows = [lines[i]]
-    for x in lines[i + 2 :]:
-        if not x.startswith("|"):
-            break
-        rows.append(x)
-    return rows

@@ -12,6 +12,8 @@ import pytest
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, ROOT)
 
+from _report import table_rows  # noqa: E402  (tests/_report.py)
+
 from experiments.zoo import lookup_probe as P  # noqa: E402
 from mechjax.cli import main  # noqa: E402
 from mechjax.train import ConfigError  # noqa: E402
@@ -90,15 +92,3 @@ def test_probe_runs_as_a_config_of_the_loop(arg, tmp_path):
 def test_bad_arguments_are_clear_errors(arg, match):
     with pytest.raises(ConfigError, match=match):
         _build(arg)
-
-
-def table_rows(report: str, head: str) -> list[str]:
-    """The probe's table in report.md: its header and rows (the separator left out)."""
-    lines = report.splitlines()
-    i = next(i for i, x in enumerate(lines) if x.startswith(head))
-    rows = [lines[i]]
-    for x in lines[i + 2 :]:
-        if not x.startswith("|"):
-            break
-        rows.append(x)
-    return rows

@@ -31,7 +31,7 @@ import jax.numpy as jnp
 import numpy as np
 
 import mechjax as mj
-from experiments.hydra.task import code_streams, ngram_baselines
+from experiments.hydra.task import code_streams, ngram_baselines, successor_counts
 from mechjax.models import heads as H
 from mechjax.train import load_config_file
 from mechjax.train.checkpoint import Checkpointer
@@ -43,7 +43,8 @@ CONFIGS = os.path.join(os.path.dirname(os.path.dirname(HERE)), "configs", "hydra
 
 
 def load_heads(run_dir: str, base, base_vars):
-    """(DraftModel, params, config) of a finished `mechjax run configs/hydra/<v>.py` run."""
+    """(DraftModel, params, params at init, step) of a finished `mechjax run
+    configs/hydra/<v>.py` run."""
     with open(os.path.join(run_dir, "config.json")) as f:
         config = json.load(f)
     t = config["task"]
@@ -56,13 +57,12 @@ def load_heads(run_dir: str, base, base_vars):
     like = H.init_from_base(model, jax.random.key(0), base_vars)
     if jax.tree.structure(like) != jax.tree.structure(params):
         raise ValueError(f"{run_dir}: checkpoint params do not match {draft}")
-    return model, params, like, config, meta["step"] if "step" in meta else None
+    return model, params, like, meta.get("step")
 
 
 def bigram_table(train: np.ndarray, vocab: int, k: int) -> np.ndarray:
     """`[vocab, k]`: each token's k most frequent successors in the training stream."""
-    t = train.astype(np.int64)
-    counts = np.bincount(t[:-1] * vocab + t[1:], minlength=vocab * vocab).reshape(vocab, vocab)
+    counts = successor_counts(train, vocab, 1)
     return np.argsort(-counts, axis=1, kind="stable")[:, :k].astype(np.int32)
 
 
@@ -147,9 +147,7 @@ def main(argv=None):
             drafter, params = bigram_drafter, table
             r = {"accept": {}, "at_least": {}, "tokens_per_s": {}}
         else:
-            model, params, init, config, step = load_heads(
-                os.path.join(a.runs, key), base, base_vars
-            )
+            model, params, init, step = load_heads(os.path.join(a.runs, key), base, base_vars)
             _, drafts = H.head_logits(model, params, windows)
             _, drafts0 = H.head_logits(model, init, windows)
             r = {

@@ -58,14 +58,19 @@ def code_streams(name: str, tokenizer, max_files: int = 0):
     return data.train, data.heldout
 
 
+def successor_counts(stream: np.ndarray, vocab: int, offset: int = 1) -> np.ndarray:
+    """`[vocab, vocab]` counts: how often token j stands `offset` positions after token i."""
+    t = np.asarray(stream).astype(np.int64)
+    counts = np.bincount(t[:-offset] * vocab + t[offset:], minlength=vocab * vocab)
+    return counts.reshape(vocab, vocab)
+
+
 def ngram_baselines(train: np.ndarray, held: np.ndarray, n_heads: int, vocab: int) -> dict:
     """Per-head top-1 accuracy `[K]` on the windows `held` `[n, L]` of two count shortcuts:
     the most frequent x_{t+k+2} after x_t (skip-bigram) and after x_{t+k+1} (bigram)."""
-    train = train.astype(np.int64)
 
     def table(offset):  # most frequent successor at `offset`, per token
-        counts = np.bincount(train[:-offset] * vocab + train[offset:], minlength=vocab * vocab)
-        return counts.reshape(vocab, vocab).argmax(1)
+        return successor_counts(train, vocab, offset).argmax(1)
 
     bigram = table(1)
     skip, last = [], []
