@@ -267,6 +267,7 @@ def main(argv=None):
     )
     p.add_argument("args", nargs="+")
     p.add_argument("--max_step", type=int, default=None, help="plot steps up to this one")
+    p.add_argument("--evaluator", default="train", choices=EVALUATORS, help="wiring: which one")
     a = p.parse_args(argv)
     os.makedirs(FIGURES, exist_ok=True)
     if a.what == "keep_remove":
@@ -295,8 +296,9 @@ def main(argv=None):
                 f"{rho.statistic:.2f} (p = {rho.pvalue:.2f}, {len(keep)} heads)"
             )
     elif a.what == "wiring":
-        res = wiring(a.args[0])
-        plot_wiring(res, os.path.join(FIGURES, "wiring.png"))
+        res = wiring(a.args[0], evaluator=a.evaluator)
+        suffix = "" if a.evaluator == "train" else f"_{a.evaluator}"
+        plot_wiring(res, os.path.join(FIGURES, f"wiring{suffix}.png"))
         print(wiring_markdown(res))
     elif a.what == "curves":
         s = curves(a.args[0], a.args[1], max_step=a.max_step)
