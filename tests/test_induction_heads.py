@@ -238,6 +238,34 @@ def test_runlocal_end_to_end(tmp_path):
     assert (tmp_path / "loss.png").exists() and (tmp_path / "summary.json").exists()
 
 
+def test_fig6_configs_and_dense_evals(tmp_path):
+    """The paper's Fig. 6 runs: the clamp conditions isolate B / C; dense evals land in records."""
+    from experiments.induction_heads import analysis as A
+    from mechjax.train import ConfigError, read_records, train_and_evaluate
+
+    c = _config("paper,fig6=clamps,classes=100,labels=10,steps=9375,eval_every=31")
+    assert c.task.condition_names == ("B", "C", "B+C")
+    # B: the match is learned (layer 1 given, copy perfect); C: the copy (match perfect)
+    assert c.task.conditions == ("l1, copy 1:3", "only 1:3, match 1:3", "only 1:3, l1")
+    assert (c.lr, c.task.class_split[0], c.task.n_labels, c.eval_every) == (1e-5, 100, 10, 31)
+    none = _config("paper,fig6=none,ih=5,steps=62500")
+    assert none.task.conditions == ("only 1:5",) and none.total_steps == 62_500
+    with pytest.raises(ConfigError, match="fig6"):
+        _config("fig6=both")
+    with pytest.raises(ConfigError, match="dense"):
+        _config("dense=(0,100)")
+
+    config = _config("runlocal,fig6=clamps,dense=(0,40,4)")
+    config.task.n_labels = 10
+    assert config.eval_steps == tuple(range(4, 40, 4))
+    train_and_evaluate(config, str(tmp_path), T.build(config), root=ROOT)
+    steps = sorted({r["step"] for r in read_records(str(tmp_path)) if r["split"] == "eval"})
+    assert steps == list(range(0, 41, 4))  # every 4 steps, not only eval_every=20
+    rows = A.fig6([str(tmp_path)])
+    assert [(r[1], r[2], r[4]) for r in rows] == [(10, "B", 40), (10, "C", 40), (10, "B+C", 40)]
+    assert "| 10 | 10 | B (learns match) |" in A.fig6_markdown(rows)
+
+
 def test_tokens_task_measures():
     path = os.path.join(ROOT, "configs", "induction_heads", "tokens.py")
     spec = importlib.util.spec_from_file_location("ih_tok_cfg", path)

@@ -7,13 +7,16 @@ Variants (arg string, comma-separated): `runlocal`; `paper` (lr 1e-5, the paper'
 `one_head` (8 models, only layer-2 head h active, one vmapped run); `subcircuits` (the six
 clamp conditions of the paper's Fig. 5, one vmapped run); `classes=N`, `labels=N` (scaling);
 `seeds=N` (N seeds of each condition, one vmapped run); `clamps='only 1:3, match 1:3'`;
+`fig6=none|clamps` (the paper's Fig. 6 scaling runs: one layer-2 head active, or the B / C /
+B+C clamp conditions as one vmapped run); `eval_every=N`; `dense=(start,stop,every)` (extra
+evals, to resolve formation steps);
 `graft=DIR` (2 models: layer 1 trained vs grafted from run DIR); `steps=N`, `lr=X`; data: `latent=N` (class-vector subspace, default 64; 0 = isotropic),
 `noise=X` (exemplar noise, default 0.5).
 """
 
 import ml_collections
 
-from mechjax.train import base_config, parse_arg
+from mechjax.train import ConfigError, base_config, parse_arg
 
 # The paper's Fig. 5 conditions; head 1:3 is the layer-2 head kept active, 0:2 the layer-1
 # head whose pattern is clamped (the official run script's choices).
@@ -24,6 +27,14 @@ SUBCIRCUITS = {
     "{1,2,3qk,4}": "only 1:3, match 1:3",
     "{3v,5}": "copy 1:3",
     "{1,2,3v,5}": "l1, copy 1:3",
+}
+# The paper's Fig. 6 scaling runs with clamps (official `ih_paper_runs.sh`): only subcircuit B
+# (query-key match) learns when the previous-token mixing is given (layer-1 clamp) and copy is
+# perfect; only C (copy) learns when the match is perfect; B and C learn with layer 1 clamped.
+FIG6 = {
+    "B": "l1, copy 1:3",
+    "C": "only 1:3, match 1:3",
+    "B+C": "only 1:3, l1",
 }
 
 
@@ -45,6 +56,9 @@ def get_config(arg=None):
         scale=1.0,
         noise=0.5,
         graft="",
+        fig6="",
+        eval_every=0,
+        dense=(),
     )
     c = base_config()
     c.experiment = "induction_heads"
@@ -94,6 +108,14 @@ def get_config(arg=None):
         ih = a["ih"]
         t.conditions = tuple(v.replace("1:3", f"1:{ih}") for v in SUBCIRCUITS.values())
         t.condition_names = tuple(SUBCIRCUITS)
+    if a["fig6"]:  # the paper's Fig. 6 runs: "none" (one head active) or the 3 clamp conditions
+        if a["fig6"] not in ("none", "clamps"):
+            raise ConfigError(f"config arg fig6={a['fig6']!r}: valid values are 'none' (only "
+                              "layer-2 head `ih` active) and 'clamps' (B, C, B+C).")
+        ih = a["ih"]
+        chosen = {"none": SUBCIRCUITS["none"]} if a["fig6"] == "none" else FIG6
+        t.conditions = tuple(v.replace("1:3", f"1:{ih}") for v in chosen.values())
+        t.condition_names = tuple(chosen)
     if a["graft"]:  # with vs without layer 1 grafted from a finished run, head 1:ih active
         ih = a["ih"]
         t.graft_dir, t.graft_layer = a["graft"], 0
@@ -111,6 +133,14 @@ def get_config(arg=None):
         t.exemplar_split = (1, 2)
     if a["steps"]:
         c.total_steps = a["steps"]
+    if a["eval_every"]:
+        c.eval_every = c.steps_per_call = a["eval_every"]
+    if a["dense"]:  # (start, stop, every): extra evals around the drop, e.g. (0, 2500, 16)
+        if len(a["dense"]) != 3 or a["dense"][2] <= 0:
+            raise ConfigError(f"config arg dense={a['dense']!r}: give (start, stop, every), "
+                              "e.g. dense=(0,2500,16)")
+        start, stop, every = a["dense"]
+        c.eval_steps = tuple(s for s in range(start, min(stop, c.total_steps), every) if s > 0)
     if a["lr"]:
         c.lr = a["lr"]
     return ml_collections.ConfigDict(c)

@@ -16,18 +16,28 @@ needles), so the context is 512 tokens; batches are 8 rows of 512 (the same 4,09
 step as the first mixture model). A quarter of the windows repeat their first
 m ~ U[4, 256] tokens, so induction has to work at every distance the context allows.
 
-Colored objects: recaps for steps 1,000-1,999 (the first mixture model's curriculum, moved
-earlier for the shorter run). 3,000 steps (12.3M tokens): about 2 hours on this 2-core CPU,
-where a step of 8 x 512 tokens takes about 2.2 s.
+Curriculum (`phases`):
+1. steps 0-999, the copying warm-up of the code models: packed 48-token windows of random
+   tokens, each repeating its start, with layers 2 and 3 switched off (their attention and
+   MLP outputs zero-ablated), so the model is a 2-layer one while it learns to copy
+   (experiments/zoo/README.md, "How we got induction heads to form");
+2. steps 1,000-3,999: code + tasks; colored objects as recaps for steps 2,000-2,999 (the
+   first mixture model's curriculum).
+4,000 steps (16.4M tokens), where a step of 8 x 512 tokens takes about 1.7 s alone on this
+2-core CPU (about 2 hours in all).
 
 Documents stay apart (`doc_mask=True`): attention and the loss stop at every
 `<|endoftext|>`, so each task example is learned alone, as it is evaluated, and most
-attention spans are a few dozen tokens instead of 512. The first run of this config without
-it (`:no_doc_mask`) was stopped at step 1,250: no induction head had formed (best induction
-score 0.01 on repeated random tokens) and IOI was at 0.00 on val, while the first mixture
-model (context 256) formed its induction head between steps 2,500 and 3,500. Short
-attention spans are what made induction heads form in the code models
-(experiments/zoo/README.md, "How we got induction heads to form").
+attention spans are a few dozen tokens instead of 512.
+
+Earlier runs (variants), both without the warm-up, for 3,000 steps with the recaps at
+1,000-1,999, both stopped because no induction head had formed:
+- `:no_doc_mask` (one causal span per 512-token window), stopped at step 1,250: best
+  induction score 0.01-0.04 on repeated random tokens, IOI 0.00 on val;
+- `:no_warmup` (documents apart), stopped at step 1,500: best induction score 0.02, IOI
+  0.25 on val with a logit difference of -1.0 (the subject preferred).
+The first mixture model (context 256, no doc mask) formed its induction head between steps
+2,500 and 3,500.
 
     mechjax run configs/zoo/gpt4l_mix2.py --workdir runs/zoo/gpt4l_mix2
     python -m mechjax.zoo export runs/zoo/gpt4l_mix2 gpt4l_mix2
@@ -35,16 +45,24 @@ attention spans are what made induction heads form in the code models
 
 from mechjax.zoo.config import zoo_config
 
+# steps 0-999: the copying warm-up of the code models (packed 48-token windows of random
+# tokens, each repeating its start), with layers 2 and 3 switched off (attention and MLP
+# outputs zero-ablated), so that the model is a 2-layer one while it learns to copy
+WARMUP = dict(start=0, end=1000, windows="packed", packed_len=48, packed_source="random",
+              interventions=tuple(f"blocks.{i}.hook_{s}_out" for i in (2, 3) for s in ("attn", "mlp")))
+RECAP = dict(task_weights={"colored_objects": 24}, task_options={"colored_objects": {"form": "recap"}})
+
 
 def get_config(arg=None):
     return zoo_config(
-        "gpt4l_mix2", arg, steps=3000, lr=2e-3, batch_size=8,
+        "gpt4l_mix2", arg, steps=4000, lr=2e-3, batch_size=8,
         n_layers=4, d_model=256, n_heads=8, d_mlp=1024, n_ctx=512, vocab_size=4096,
         split_data=True, doc_mask=True, task_share=0.7, n_per_task=20000, repeat_frac=0.25, repeat_min=4,
         task_weights={"ioi": 10, "colored_objects": 6, "arithmetic": 4, "multiple_choice": 3,
                       "greater_than": 2, "factual": 2},
         task_options={"needle": {"n_filler": 18}},
-        phases=[dict(start=1000, end=2000, task_weights={"colored_objects": 24},
-                     task_options={"colored_objects": {"form": "recap"}})],
-        variants={"no_doc_mask": dict(doc_mask=False)},
+        phases=[WARMUP, dict(RECAP, start=2000, end=3000)],
+        variants={"no_warmup": dict(steps=3000, phases=[dict(RECAP, start=1000, end=2000)]),
+                  "no_doc_mask": dict(steps=3000, doc_mask=False,
+                                      phases=[dict(RECAP, start=1000, end=2000)])},
     )  # fmt: skip

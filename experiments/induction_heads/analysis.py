@@ -5,6 +5,7 @@
     python -m experiments.induction_heads.analysis curves DIR NAME     # loss + head strength
     python -m experiments.induction_heads.analysis conditions DIR NAME # formation per condition
     python -m experiments.induction_heads.analysis scaling NAME DIR... # classes x labels grid
+    python -m experiments.induction_heads.analysis fig6 DIR...          # Fig. 6 with clamps
 
 Figures go to experiments/induction_heads/figures/; tables are printed as markdown.
 """
@@ -245,6 +246,61 @@ def conditions(workdir, name, max_step=None):
     return R.fewshot_summary(records)
 
 
+FIG6_CONDITIONS = ("none", "B", "C", "B+C")
+FIG6_LEARNS = {"none": "all", "B": "match", "C": "copy", "B+C": "match and copy"}
+
+
+def fig6(dirs):
+    """Formation step per (classes, labels, condition) over the runs in `dirs` (paper Fig. 6).
+
+    Each dir is one `fewshot.py:fig6=none|clamps,classes=C,labels=L` run; its models are the
+    conditions. Returns rows (classes, labels, condition, formation step or None, steps run,
+    final train acc, batch size).
+    """
+    rows = []
+    for d in dirs:
+        c = _config(d)
+        s = R.fewshot_summary(read_records(d))
+        for m, step in s["formation_step"].items():
+            if m not in FIG6_CONDITIONS:
+                raise ValueError(f"fig6: {d} has model {m!r}; expected a fewshot.py:fig6=... run "
+                                 f"(models {FIG6_CONDITIONS})")
+            rows.append((c.task.class_split[0], c.task.n_labels, m, step,
+                         s["final"][m]["step"], s["final"][m]["train/acc"], c.batch_size))
+    return sorted(rows, key=lambda r: (r[0], r[1], FIG6_CONDITIONS.index(r[2])))
+
+
+def fig6_markdown(rows) -> str:
+    out = ["| train classes | labels | condition (what learns) | formation step | sequences "
+           "| final train acc | steps run |", "|---|---|---|---|---|---|---|"]
+    for c, lab, m, step, run, acc, bs in rows:
+        seq = "not formed" if step is None else f"{step * bs:,}"
+        out.append(f"| {c} | {lab} | {m} (learns {FIG6_LEARNS[m]}) | {step if step is not None else '-'} "
+                   f"| {seq} | {acc:.3f} | {run} |")
+    return "\n".join(out)
+
+
+def plot_fig6(rows, path):
+    """Two panels as the paper's Fig. 6: formation vs classes (5 labels), vs labels (50 classes)."""
+    plt = R._plt()
+    fig, axes = plt.subplots(1, 2, figsize=(8, 3.4), sharey=True)
+    for ax, (axis, fixed, label) in zip(axes, ((0, (1, 5), "training classes (5 labels)"),
+                                              (1, (0, 50), "labels (50 training classes)"))):
+        for m in FIG6_CONDITIONS:
+            pts = sorted((r[axis], r[3] * r[6]) for r in rows
+                         if r[2] == m and r[fixed[0]] == fixed[1] and r[3] is not None)
+            if pts:
+                ax.plot([x for x, _ in pts], [y for _, y in pts], "o-", label=f"{m}: learns {FIG6_LEARNS[m]}")
+        ax.set_xlabel(label)
+        ax.set_yscale("log")
+    axes[0].set_ylabel("sequences to formation")
+    if axes[1].lines or axes[0].lines:
+        (axes[1] if axes[1].lines else axes[0]).legend(fontsize=7)
+    fig.tight_layout()
+    fig.savefig(path, dpi=80)
+    plt.close(fig)
+
+
 def _table(summary, extra=None):
     rows = [
         "| model | formation step | train acc | held-out pairs acc | new exemplars acc "
@@ -263,7 +319,8 @@ def _table(summary, extra=None):
 def main(argv=None):
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
     p.add_argument(
-        "what", choices=("keep_remove", "wiring", "curves", "conditions", "scaling", "seeds")
+        "what",
+        choices=("keep_remove", "wiring", "curves", "conditions", "scaling", "seeds", "fig6"),
     )
     p.add_argument("args", nargs="+")
     p.add_argument("--max_step", type=int, default=None, help="plot steps up to this one")
@@ -318,6 +375,10 @@ def main(argv=None):
                 if f
                 else "none formed"
             )
+    elif a.what == "fig6":
+        rows = fig6(a.args)
+        plot_fig6(rows, os.path.join(FIGURES, "fig6.png"))
+        print(fig6_markdown(rows))
     elif a.what == "scaling":
         name, dirs = a.args[0], a.args[1:]
         rows = []
