@@ -110,8 +110,10 @@ def get_config(arg=None):
         t.condition_names = tuple(SUBCIRCUITS)
     if a["fig6"]:  # the paper's Fig. 6 runs: "none" (one head active) or the 3 clamp conditions
         if a["fig6"] not in ("none", "clamps"):
-            raise ConfigError(f"config arg fig6={a['fig6']!r}: valid values are 'none' (only "
-                              "layer-2 head `ih` active) and 'clamps' (B, C, B+C).")
+            raise ConfigError(
+                f"config arg fig6={a['fig6']!r}: valid values are 'none' (only "
+                "layer-2 head `ih` active) and 'clamps' (B, C, B+C)."
+            )
         ih = a["ih"]
         chosen = {"none": SUBCIRCUITS["none"]} if a["fig6"] == "none" else FIG6
         t.conditions = tuple(v.replace("1:3", f"1:{ih}") for v in chosen.values())
@@ -137,8 +139,10 @@ def get_config(arg=None):
         c.eval_every = c.steps_per_call = a["eval_every"]
     if a["dense"]:  # (start, stop, every): extra evals around the drop, e.g. (0, 2500, 16)
         if len(a["dense"]) != 3 or a["dense"][2] <= 0:
-            raise ConfigError(f"config arg dense={a['dense']!r}: give (start, stop, every), "
-                              "e.g. dense=(0,2500,16)")
+            raise ConfigError(
+                f"config arg dense={a['dense']!r}: give (start, stop, every), "
+                "e.g. dense=(0,2500,16)"
+            )
         start, stop, every = a["dense"]
         c.eval_steps = tuple(s for s in range(start, min(stop, c.total_steps), every) if s > 0)
     if a["lr"]:

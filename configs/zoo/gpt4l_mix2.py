@@ -48,9 +48,17 @@ from mechjax.zoo.config import zoo_config
 # steps 0-999: the copying warm-up of the code models (packed 48-token windows of random
 # tokens, each repeating its start), with layers 2 and 3 switched off (attention and MLP
 # outputs zero-ablated), so that the model is a 2-layer one while it learns to copy
-WARMUP = dict(start=0, end=1000, windows="packed", packed_len=48, packed_source="random",
-              interventions=tuple(f"blocks.{i}.hook_{s}_out" for i in (2, 3) for s in ("attn", "mlp")))
-RECAP = dict(task_weights={"colored_objects": 24}, task_options={"colored_objects": {"form": "recap"}})
+WARMUP = dict(
+    start=0,
+    end=1000,
+    windows="packed",
+    packed_len=48,
+    packed_source="random",
+    interventions=tuple(f"blocks.{i}.hook_{s}_out" for i in (2, 3) for s in ("attn", "mlp")),
+)
+RECAP = dict(
+    task_weights={"colored_objects": 24}, task_options={"colored_objects": {"form": "recap"}}
+)
 
 
 def get_config(arg=None):

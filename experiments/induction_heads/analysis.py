@@ -263,20 +263,36 @@ def fig6(dirs):
         s = R.fewshot_summary(read_records(d))
         for m, step in s["formation_step"].items():
             if m not in FIG6_CONDITIONS:
-                raise ValueError(f"fig6: {d} has model {m!r}; expected a fewshot.py:fig6=... run "
-                                 f"(models {FIG6_CONDITIONS})")
-            rows.append((c.task.class_split[0], c.task.n_labels, m, step,
-                         s["final"][m]["step"], s["final"][m]["train/acc"], c.batch_size))
+                raise ValueError(
+                    f"fig6: {d} has model {m!r}; expected a fewshot.py:fig6=... run "
+                    f"(models {FIG6_CONDITIONS})"
+                )
+            rows.append(
+                (
+                    c.task.class_split[0],
+                    c.task.n_labels,
+                    m,
+                    step,
+                    s["final"][m]["step"],
+                    s["final"][m]["train/acc"],
+                    c.batch_size,
+                )
+            )
     return sorted(rows, key=lambda r: (r[0], r[1], FIG6_CONDITIONS.index(r[2])))
 
 
 def fig6_markdown(rows) -> str:
-    out = ["| train classes | labels | condition (what learns) | formation step | sequences "
-           "| final train acc | steps run |", "|---|---|---|---|---|---|---|"]
+    out = [
+        "| train classes | labels | condition (what learns) | formation step | sequences "
+        "| final train acc | steps run |",
+        "|---|---|---|---|---|---|---|",
+    ]
     for c, lab, m, step, run, acc, bs in rows:
         seq = "not formed" if step is None else f"{step * bs:,}"
-        out.append(f"| {c} | {lab} | {m} (learns {FIG6_LEARNS[m]}) | {step if step is not None else '-'} "
-                   f"| {seq} | {acc:.3f} | {run} |")
+        out.append(
+            f"| {c} | {lab} | {m} (learns {FIG6_LEARNS[m]}) | {step if step is not None else '-'} "
+            f"| {seq} | {acc:.3f} | {run} |"
+        )
     return "\n".join(out)
 
 
@@ -284,13 +300,23 @@ def plot_fig6(rows, path):
     """Two panels as the paper's Fig. 6: formation vs classes (5 labels), vs labels (50 classes)."""
     plt = R._plt()
     fig, axes = plt.subplots(1, 2, figsize=(8, 3.4), sharey=True)
-    for ax, (axis, fixed, label) in zip(axes, ((0, (1, 5), "training classes (5 labels)"),
-                                              (1, (0, 50), "labels (50 training classes)"))):
+    for ax, (axis, fixed, label) in zip(
+        axes,
+        ((0, (1, 5), "training classes (5 labels)"), (1, (0, 50), "labels (50 training classes)")),
+    ):
         for m in FIG6_CONDITIONS:
-            pts = sorted((r[axis], r[3] * r[6]) for r in rows
-                         if r[2] == m and r[fixed[0]] == fixed[1] and r[3] is not None)
+            pts = sorted(
+                (r[axis], r[3] * r[6])
+                for r in rows
+                if r[2] == m and r[fixed[0]] == fixed[1] and r[3] is not None
+            )
             if pts:
-                ax.plot([x for x, _ in pts], [y for _, y in pts], "o-", label=f"{m}: learns {FIG6_LEARNS[m]}")
+                ax.plot(
+                    [x for x, _ in pts],
+                    [y for _, y in pts],
+                    "o-",
+                    label=f"{m}: learns {FIG6_LEARNS[m]}",
+                )
         ax.set_xlabel(label)
         ax.set_yscale("log")
     axes[0].set_ylabel("sequences to formation")
