@@ -197,7 +197,6 @@ def test_demo_outputs(demo_run):
     trains = [(r["step"], r["model"]) for r in recs if r["split"] == "train"]
     assert trains == [(s, m) for s in (10, 20) for m in NAMES]
     assert len(recs[-1]["rep_acc_by_pos"]) == 4
-
     assert summary["step"] == 20 and set(summary["final"]) == set(NAMES)
     assert set(summary["final_rep_acc"]) == set(NAMES)  # from task.report
     with open(os.path.join(workdir, "summary.json")) as f:

@@ -38,6 +38,11 @@ FIG6 = {
 }
 
 
+def _on_head(conditions: dict, ih: int) -> tuple:
+    """The clamp lines of `conditions` with layer-2 head 1:3 replaced by 1:ih."""
+    return tuple(v.replace("1:3", f"1:{ih}") for v in conditions.values())
+
+
 def get_config(arg=None):
     a = parse_arg(
         arg,
@@ -106,7 +111,7 @@ def get_config(arg=None):
         t.condition_names = tuple(f"only_1:{h}" for h in range(8))
     if a["subcircuits"]:
         ih = a["ih"]
-        t.conditions = tuple(v.replace("1:3", f"1:{ih}") for v in SUBCIRCUITS.values())
+        t.conditions = _on_head(SUBCIRCUITS, ih)
         t.condition_names = tuple(SUBCIRCUITS)
     if a["fig6"]:  # the paper's Fig. 6 runs: "none" (one head active) or the 3 clamp conditions
         if a["fig6"] not in ("none", "clamps"):
@@ -116,7 +121,7 @@ def get_config(arg=None):
             )
         ih = a["ih"]
         chosen = {"none": SUBCIRCUITS["none"]} if a["fig6"] == "none" else FIG6
-        t.conditions = tuple(v.replace("1:3", f"1:{ih}") for v in chosen.values())
+        t.conditions = _on_head(chosen, ih)
         t.condition_names = tuple(chosen)
     if a["graft"]:  # with vs without layer 1 grafted from a finished run, head 1:ih active
         ih = a["ih"]

@@ -250,33 +250,34 @@ FIG6_CONDITIONS = ("none", "B", "C", "B+C")
 FIG6_LEARNS = {"none": "all", "B": "match", "C": "copy", "B+C": "match and copy"}
 
 
-def fig6(dirs):
-    """Formation step per (classes, labels, condition) over the runs in `dirs` (paper Fig. 6).
-
-    Each dir is one `fewshot.py:fig6=none|clamps,classes=C,labels=L` run; its models are the
-    conditions. Returns rows (classes, labels, condition, formation step or None, steps run,
-    final train acc, batch size).
-    """
+def _formation_rows(dirs):
+    """Per model of each few-shot run in `dirs`: (classes, labels, model, formation step or
+    None, steps run, final train acc, batch size)."""
     rows = []
     for d in dirs:
         c = _config(d)
         s = R.fewshot_summary(read_records(d))
         for m, step in s["formation_step"].items():
-            if m not in FIG6_CONDITIONS:
-                raise ValueError(
-                    f"fig6: {d} has model {m!r}; expected a fewshot.py:fig6=... run "
-                    f"(models {FIG6_CONDITIONS})"
-                )
+            f = s["final"][m]
             rows.append(
-                (
-                    c.task.class_split[0],
-                    c.task.n_labels,
-                    m,
-                    step,
-                    s["final"][m]["step"],
-                    s["final"][m]["train/acc"],
-                    c.batch_size,
-                )
+                (c.task.class_split[0], c.task.n_labels, m, step, f["step"], f["train/acc"],
+                 c.batch_size)
+            )  # fmt: skip
+    return rows
+
+
+def fig6(dirs):
+    """Formation step per (classes, labels, condition) over the runs in `dirs` (paper Fig. 6).
+
+    Each dir is one `fewshot.py:fig6=none|clamps,classes=C,labels=L` run; its models are the
+    conditions. Returns the rows of `_formation_rows`, sorted.
+    """
+    rows = _formation_rows(dirs)
+    for r in rows:
+        if r[2] not in FIG6_CONDITIONS:
+            raise ValueError(
+                f"fig6: a run has model {r[2]!r}; expected fewshot.py:fig6=... runs "
+                f"(models {FIG6_CONDITIONS})"
             )
     return sorted(rows, key=lambda r: (r[0], r[1], FIG6_CONDITIONS.index(r[2])))
 
@@ -407,20 +408,10 @@ def main(argv=None):
         print(fig6_markdown(rows))
     elif a.what == "scaling":
         name, dirs = a.args[0], a.args[1:]
-        rows = []
-        for d in dirs:
-            c = _config(d)
-            s = R.fewshot_summary(read_records(d))
-            (m,) = s["formation_step"]
-            rows.append(
-                (
-                    c.task.class_split[0],
-                    c.task.n_labels,
-                    s["formation_step"][m],
-                    s["final"][m]["train/acc"],
-                    s["final"][m]["step"],
-                )
-            )
+        full = _formation_rows(dirs)
+        if len(full) != len(dirs):
+            raise ValueError("scaling: each run must hold one model (a classes=,labels= run)")
+        rows = [(c, lab, step, acc, run) for c, lab, _, step, run, acc, _ in full]
         print("| train classes | labels | formation step | final train acc | steps run |")
         print("|---|---|---|---|---|")
         for r in sorted(rows):
