@@ -1,6 +1,7 @@
 """The induction-head experiment: clamps do what they say, measures, and a runlocal smoke run."""
 
 import importlib.util
+import json
 import math
 import os
 import sys
@@ -280,3 +281,33 @@ def test_tokens_task_measures():
     ev = task.evaluate(params, None, jax.random.key(2), ())
     assert ev["induction_score"].shape == (2, 8) and ev["pt_score"].shape == (2, 8)
     assert np.isfinite(float(ev["loss_first"])) and np.isfinite(float(ev["loss_second"]))
+
+
+def test_spread_groups_seeds_by_condition(tmp_path):
+    """`analysis spread`: per condition of a seeds run, the formation steps of its seeds (the
+    first eval with train loss < 0.4 ln 2), how many formed, median / range / IQR over those,
+    and the coarsest eval spacing up to the last formation -- on records written by hand."""
+    from experiments.induction_heads import analysis as A
+
+    ev = {f"{e}/{k}": 0.5 for e in ("train", "heldout_pairs", "new_exemplars", "new_classes")
+          for k in ("acc", "loss")}  # fmt: skip
+    steps = [0, 16, 32, 48, 64, 80, 160]
+    formed_at = {"none_s0": 64, "none_s1": 32, "none_s2": None, "copy_s0": 16, "copy_s1": 16}
+    with open(tmp_path / "metrics.jsonl", "w") as f:
+        for m, at in formed_at.items():
+            for s in steps:
+                loss = 0.1 if at is not None and s >= at else 0.69
+                rec = dict(ev, step=s, model=m, split="eval", ih_strength=[[0.0], [0.0]],
+                           pt_score=[[0.0], [0.0]])  # fmt: skip
+                rec["train/loss"] = loss
+                f.write(json.dumps(rec) + "\n")
+    (tmp_path / "config.json").write_text(json.dumps({"lr": 1e-4, "task": {}}))
+    rows = {r["condition"]: r for r in A.spread([str(tmp_path)])}
+    assert list(rows) == ["none", "copy"]
+    none = rows["none"]
+    assert none["steps"] == [64, 32, None] and none["seeds"] == [0, 1, 2]
+    assert (none["formed"], none["median"], none["lo"], none["hi"]) == (2, 48.0, 32.0, 64.0)
+    assert none["resolution"] == 16 and none["steps_run"] == 160
+    assert rows["copy"]["median"] == 16.0 and rows["copy"]["formed"] == 2
+    md = A.spread_markdown(list(rows.values()))
+    assert "| 0.0001 | none | 2/3 | 48 | 32-64 | 40-56 | 64, 32, - | 16 |" in md

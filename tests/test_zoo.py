@@ -344,3 +344,31 @@ def test_next_token_loss_reads_the_following_token():
     loss = np.asarray(next_token_loss(logits, tokens))
     assert loss.shape == (1, 2)
     assert loss[0, 0] < 1e-3 and abs(loss[0, 1] - np.log(5)) < 1e-5  # position 1: uniform
+
+
+def test_task_subset_mixes_in_only_those_tasks(tmp_path, monkeypatch):
+    """`task.tasks` (the v2 code models: docstrings only) picks which task examples enter the
+    training stream, the tokenizer's lexicon and the training-time evals; unknown names are
+    clear errors."""
+    monkeypatch.setenv("MECHJAX_CACHE", str(tmp_path / "cache"))
+    assert D.check_tasks(()) is None and D.check_tasks(D.MIXTURE_TASKS) is None
+    assert D.check_tasks(("needle", "ioi")) == ("ioi", "needle")  # MIXTURE_TASKS order
+    with pytest.raises(ValueError, match=r"unknown task\(s\) \['docstrings'\]"):
+        D.check_tasks(("docstrings",))
+    data = D.build(
+        vocab_size=400, task_share=0.2, n_per_task=60, max_files=2, split_data=True,
+        tasks=("docstring",),
+    )  # fmt: skip
+    assert data.info["tasks"] == ["docstring"]
+    bos = data.tokenizer.token_to_id(D.BOS)
+    docs = [data.tokenizer.decode(d[1:].tolist()) for d in D._split_docs(data.train, bos)]
+    code = {data.tokenizer.decode(d[1:].tolist()) for d in D._split_docs(
+        corpus.tokenize_texts(corpus.read_texts(corpus.python_files("train")[:2]), data.tokenizer),
+        bos)}  # fmt: skip
+    extra = [d for d in docs if d not in code]
+    assert extra and all(":param" in d or d.startswith("Words:") for d in extra)
+    # (the stream is cut to its task share, so one lexicon document may end early)
+    words = [d[len("Words:") : -1] for d in extra if d.startswith("Words:") and d.endswith(".")]
+    lexicon = {w for d in words for w in d.split()}
+    assert lexicon <= set(D.lexicon_words(("docstring",)))  # no other task's names
+    assert not lexicon <= set(D.lexicon_words(("ioi",)))

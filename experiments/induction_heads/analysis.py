@@ -6,6 +6,7 @@
     python -m experiments.induction_heads.analysis conditions DIR NAME # formation per condition
     python -m experiments.induction_heads.analysis scaling NAME DIR... # classes x labels grid
     python -m experiments.induction_heads.analysis fig6 DIR...          # Fig. 6 with clamps
+    python -m experiments.induction_heads.analysis spread NAME DIR...  # seeds: median, range
 
 Figures go to experiments/induction_heads/figures/; tables are printed as markdown.
 """
@@ -15,6 +16,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import re
 
 import jax
 import jax.numpy as jnp
@@ -328,6 +330,106 @@ def plot_fig6(rows, path):
     plt.close(fig)
 
 
+_SEED_SUFFIX = re.compile(r"^(?P<cond>.+)_s(?P<seed>\d+)$")
+
+
+def spread(dirs):
+    """Formation steps over seeds, per (lr, condition), of `seeds=N` runs in `dirs`.
+
+    Models of a seeds run are named `{condition}_s{seed}` (`task.py`); a run with one seed
+    names them by condition alone. Returns rows `dict(lr, condition, steps (one per seed, None
+    if not formed), seeds, formed, median, lo, hi, q1, q3, heldout (median final held-out pairs
+    acc), resolution (the largest eval gap up to the last formation), steps_run)`, in the runs'
+    condition order, lr descending. The median is over the seeds that formed; `formed` says
+    how many did.
+    """
+    rows = []
+    for d in dirs:
+        c = _config(d)
+        records = read_records(d)
+        s = R.fewshot_summary(records)
+        evals = R._by_model(records)
+        groups = {}
+        for m, step in s["formation_step"].items():
+            g = _SEED_SUFFIX.match(m)
+            cond, seed = (g["cond"], int(g["seed"])) if g else (m, 0)
+            groups.setdefault(cond, []).append((seed, m, step))
+        for cond, members in groups.items():
+            members.sort()
+            steps = [st for _, _, st in members]
+            f = np.array([st for st in steps if st is not None], float)
+            eval_steps = sorted({r["step"] for m in (x[1] for x in members) for r in evals[m]})
+            last = max(f) if len(f) else eval_steps[-1]
+            upto = [x for x in eval_steps if x <= last]
+            gap = max(np.diff(upto)) if len(upto) > 1 else 0
+            rows.append(
+                dict(
+                    lr=float(c.lr),
+                    condition=cond,
+                    steps=steps,
+                    seeds=[seed for seed, _, _ in members],
+                    formed=len(f),
+                    median=float(np.median(f)) if len(f) else None,
+                    lo=float(f.min()) if len(f) else None,
+                    hi=float(f.max()) if len(f) else None,
+                    q1=float(np.percentile(f, 25)) if len(f) else None,
+                    q3=float(np.percentile(f, 75)) if len(f) else None,
+                    heldout=float(
+                        np.median([s["final"][m]["heldout_pairs/acc"] for _, m, _ in members])
+                    ),
+                    resolution=int(gap),
+                    steps_run=int(max(s["final"][m]["step"] for _, m, _ in members)),
+                )
+            )
+    return sorted(rows, key=lambda r: -r["lr"])  # stable: conditions keep their run order
+
+
+def spread_markdown(rows) -> str:
+    out = [
+        "| lr | condition | formed | formation step: median | range | IQR | per seed "
+        "| eval every (up to formation) | held-out pairs acc (median) | steps run |",
+        "|---|---|---|---|---|---|---|---|---|---|",
+    ]
+    for r in rows:
+        n = len(r["steps"])
+        per = ", ".join("-" if x is None else str(x) for x in r["steps"])
+        if r["formed"]:
+            med, rng = f"{r['median']:.0f}", f"{r['lo']:.0f}-{r['hi']:.0f}"
+            iqr = f"{r['q1']:.0f}-{r['q3']:.0f}"
+        else:
+            med = rng = iqr = "-"
+        out.append(
+            f"| {r['lr']:g} | {r['condition']} | {r['formed']}/{n} | {med} | {rng} | {iqr} "
+            f"| {per} | {r['resolution']} | {r['heldout']:.3f} | {r['steps_run']} |"
+        )
+    return "\n".join(out)
+
+
+def plot_spread(rows, path):
+    """Formation step per condition: one dot per seed, a bar at the median; one colour per lr."""
+    plt = R._plt()
+    conds = list(dict.fromkeys(r["condition"] for r in rows))
+    lrs = sorted({r["lr"] for r in rows}, reverse=True)
+    fig, ax = plt.subplots(figsize=(max(5, 0.9 * len(conds) + 2), 3.6))
+    for j, lr in enumerate(lrs):
+        off = (j - (len(lrs) - 1) / 2) * 0.3
+        for r in (r for r in rows if r["lr"] == lr):
+            x = conds.index(r["condition"]) + off
+            ys = [y for y in r["steps"] if y is not None]
+            ax.plot([x] * len(ys), ys, "o", color=f"C{j}", ms=4, alpha=0.7,
+                    label=f"lr {lr:g}" if r is next(q for q in rows if q["lr"] == lr) else None)  # fmt: skip
+            if ys:
+                ax.plot([x - 0.12, x + 0.12], [r["median"]] * 2, color=f"C{j}", lw=2)
+    ax.set_xticks(range(len(conds)))
+    ax.set_xticklabels(conds, rotation=30, fontsize=8)
+    ax.set_yscale("log")
+    ax.set_ylabel("formation step (dots: seeds, bar: median)")
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    fig.savefig(path, dpi=80)
+    plt.close(fig)
+
+
 def _table(summary, extra=None):
     rows = [
         "| model | formation step | train acc | held-out pairs acc | new exemplars acc "
@@ -347,7 +449,16 @@ def main(argv=None):
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
     p.add_argument(
         "what",
-        choices=("keep_remove", "wiring", "curves", "conditions", "scaling", "seeds", "fig6"),
+        choices=(
+            "keep_remove",
+            "wiring",
+            "curves",
+            "conditions",
+            "scaling",
+            "seeds",
+            "fig6",
+            "spread",
+        ),
     )
     p.add_argument("args", nargs="+")
     p.add_argument("--max_step", type=int, default=None, help="plot steps up to this one")
@@ -406,6 +517,10 @@ def main(argv=None):
         rows = fig6(a.args)
         plot_fig6(rows, os.path.join(FIGURES, "fig6.png"))
         print(fig6_markdown(rows))
+    elif a.what == "spread":
+        rows = spread(a.args[1:])
+        plot_spread(rows, os.path.join(FIGURES, f"{a.args[0]}.png"))
+        print(spread_markdown(rows))
     elif a.what == "scaling":
         name, dirs = a.args[0], a.args[1:]
         full = _formation_rows(dirs)

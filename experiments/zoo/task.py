@@ -183,7 +183,7 @@ def build(config) -> Task:
     held = np.stack([data.heldout[s : s + L] for s in starts]).astype(np.int32)
     bos = data.tokenizer.token_to_id(D.BOS)
     rep = repeated_tokens.fixed(0, t.eval_windows, t.induction_length, vocab, bos)  # numpy
-    task_names = tuple(D.MIXTURE_TASKS) if t.task_share > 0 else ()
+    task_names = (D.check_tasks(t.get("tasks", ())) or D.MIXTURE_TASKS) if t.task_share > 0 else ()
     batches = {}
     if task_names:
         batches = eval_batches(

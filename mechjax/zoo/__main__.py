@@ -42,7 +42,7 @@ def _table(names, n: int, out: str | None, plots: str | None) -> int:
         model, params, tok = zoo.load(name)
         c = zoo.card(name)
         mixture = c["data"].get("task_share", 0) > 0
-        tasks = D.MIXTURE_TASKS if mixture else ("docstring",)
+        tasks = tuple(c["data"].get("tasks") or D.MIXTURE_TASKS) if mixture else ("docstring",)
         # code models: the docstring task with the parameter names their tokenizer keeps whole
         # (the mixture's tokenizer has them all); mixture models: their training options
         args = (

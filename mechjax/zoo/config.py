@@ -96,6 +96,9 @@ def zoo_config(
     t.max_files = 0
     t.repeat_frac = 0.0  # fraction of training windows that repeat their first m tokens
     t.repeat_min = 16
+    # the tasks mixed in when task_share > 0 (a subset of zoo.data.MIXTURE_TASKS; empty = all),
+    # e.g. ("docstring",) for a code model that also sees docstrings
+    t.tasks = ()
     t.task_weights = {}  # {task: w}: w times the examples of that task (zoo.data.build)
     t.task_options = {}  # {task: generator options}, used for training and evaluation
     # True: task texts from the tasks' "train" split (templates, names, items held out by

@@ -167,6 +167,7 @@ def build_kwargs(task_config) -> dict:
         early_task_weights=plain(get("early_task_weights", {}) or {}),
         early_task_options=plain(get("early_task_options", {}) or {}),
         split_data=bool(get("split_data", False)),
+        tasks=tuple(get("tasks", ()) or ()) or None,
     )
 
 
@@ -216,6 +217,7 @@ def build(
     early_task_weights: dict | None = None,
     early_task_options: dict | None = None,
     split_data: bool = False,
+    tasks=None,
 ):
     """Tokenizer and streams for a zoo model.
 
@@ -241,6 +243,9 @@ def build(
         True: task texts from the tasks' "train" split (`mechjax.data.tasks.splits`, seeds by
         task-name hash) plus :func:`lexicon_texts`; evaluate such a model on "val" during
         training and on "test" in its card.
+      tasks: the tasks whose examples are mixed in (task_share > 0), a subset of
+        MIXTURE_TASKS; None (default) = all of them. E.g. ("docstring",) for a code model
+        that also sees docstrings.
 
     The result is cached on disk (:func:`cache_dir`), keyed by the arguments, the corpus
     files and the source of the generators and tokenizer, since building takes minutes.
@@ -258,6 +263,7 @@ def build(
             "zoo data: early_task_weights / early_task_options need task_share > 0 "
             f"(got task_share={task_share}); a code-only model has no task examples to change."
         )
+    tasks = check_tasks(tasks)
     return _build(
         vocab_size,
         task_share,
@@ -268,7 +274,22 @@ def build(
         options,
         early,
         bool(split_data),
+        tasks,
     )
+
+
+def check_tasks(tasks) -> tuple | None:
+    """`tasks` as a tuple in MIXTURE_TASKS order (None or empty = all tasks: None); raises
+    ValueError naming an unknown task and the valid ones."""
+    if not tasks:
+        return None
+    if isinstance(tasks, str):
+        tasks = (tasks,)
+    unknown = sorted(set(tasks) - set(MIXTURE_TASKS))
+    if unknown:
+        raise ValueError(f"zoo data: unknown task(s) {unknown} in tasks; valid: {MIXTURE_TASKS}.")
+    picked = tuple(t for t in MIXTURE_TASKS if t in set(tasks))
+    return None if picked == MIXTURE_TASKS else picked
 
 
 def early_mixture(weights: dict, options: dict, early_weights: dict, early_options: dict):
@@ -303,6 +324,7 @@ def _build(
     options,
     early,
     split_data=False,
+    tasks=None,
 ):
     import json
     import os
@@ -324,6 +346,9 @@ def _build(
         args.update(early=early)
     if split_data:
         args.update(split=TRAIN_SPLIT)
+    if tasks is not None:
+        args.update(tasks=list(tasks))
+    task_list = tasks or MIXTURE_TASKS
     split = TRAIN_SPLIT if split_data else None
     path = os.path.join(cache_dir(), _cache_key(args, train_files + held_files))
     if os.path.isfile(path + ".npz"):
@@ -337,15 +362,15 @@ def _build(
     code = corpus.read_texts(train_files)
     held = corpus.read_texts(held_files)
     extra, extra_early = [], []
-    lexicon = lexicon_texts() if split_data and task_share > 0 else []
+    lexicon = lexicon_texts(task_list) if split_data and task_share > 0 else []
     if task_share > 0:
         extra = task_texts(
-            n_per_task, TRAIN_SEED, weights=task_weights, options=task_options, split=split
+            n_per_task, TRAIN_SEED, task_list, task_weights, task_options, split=split
         )
         extra = _with_lexicon(extra, lexicon)
     if has_early:
         ew, eo = early_mixture(task_weights, task_options, early["w"], early["o"])
-        extra_early = task_texts(n_per_task, TRAIN_SEED, weights=ew, options=eo, split=split)
+        extra_early = task_texts(n_per_task, TRAIN_SEED, task_list, ew, eo, split=split)
         extra_early = _with_lexicon(extra_early, lexicon)
     seen = set(extra)
     new_early = [t for t in extra_early if t not in seen]  # (both phases share most texts)
@@ -355,7 +380,7 @@ def _build(
     numbers = "".join(f" {i}" for i in range(100)) + " x" + "".join(f"{i:02d}" for i in range(100))
     primer = [numbers] * 50 if task_share > 0 else []
     if lexicon:  # every split's entity words, so that each is one token (see the constant)
-        primer += ["".join(" " + w for w in lexicon_words())] * LEXICON_PRIMER_COPIES
+        primer += ["".join(" " + w for w in lexicon_words(task_list))] * LEXICON_PRIMER_COPIES
     tokenizer = train_bpe(code + (extra + new_early) * 4 + primer, vocab_size=vocab_size)
     code_stream = corpus.tokenize_texts(code, tokenizer)
     held_stream = corpus.tokenize_texts(held, tokenizer)
@@ -375,6 +400,7 @@ def _build(
         "n_per_task": int(n_per_task),
         "task_weights": task_weights,
         "task_options": task_options,
+        **({"tasks": list(tasks)} if tasks is not None else {}),
         **({"split_data": True, "task_split": TRAIN_SPLIT} if split_data else {}),
         **(
             {"early_task_weights": early["w"], "early_task_options": early["o"]}
