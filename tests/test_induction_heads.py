@@ -286,7 +286,7 @@ def test_tokens_task_measures():
 def test_spread_groups_seeds_by_condition(tmp_path):
     """`analysis spread`: per condition of a seeds run, the formation steps of its seeds (the
     first eval with train loss < 0.4 ln 2), how many formed, median / range / IQR over those,
-    and the coarsest eval spacing up to the last formation -- on records written by hand."""
+    and the coarsest eval spacing at formation -- on records written by hand."""
     from experiments.induction_heads import analysis as A
 
     ev = {f"{e}/{k}": 0.5 for e in ("train", "heldout_pairs", "new_exemplars", "new_classes")

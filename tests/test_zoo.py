@@ -18,7 +18,7 @@ from mechjax.zoo import data as D
 from mechjax.zoo import evaluate as E
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-SHIPPED = ("attn2l_code", "attn4l_code", "gpt4l_mix")
+SHIPPED = ("attn2l_code", "attn4l_code", "gpt4l_mix", "attn2l_code2")
 
 
 def test_corpus_split_is_disjoint_and_deterministic():
@@ -268,7 +268,7 @@ def test_shipped_zoo_is_small():
     assert total <= 30 * 2**20
 
 
-@pytest.mark.parametrize("name", ["attn2l_code", "attn4l_code"])
+@pytest.mark.parametrize("name", ["attn2l_code", "attn4l_code", "attn2l_code2"])
 def test_code_models_beat_unigram_have_induction_heads_and_reproduce_their_card(name):
     model, params, tok = zoo.load(name)
     card = zoo.card(name)
@@ -372,3 +372,18 @@ def test_task_subset_mixes_in_only_those_tasks(tmp_path, monkeypatch):
     lexicon = {w for d in words for w in d.split()}
     assert lexicon <= set(D.lexicon_words(("docstring",)))  # no other task's names
     assert not lexicon <= set(D.lexicon_words(("ioi",)))
+
+
+def test_v2_code_model_docstring_on_test_split():
+    """attn2l_code2 trained on docstrings of the `train` split: on `test` prompts (held-out
+    def headers, openings, line forms and names; none seen in training) it prefers the right
+    parameter to the def's other names, and the random-def corruption removes that. (Its top-1 is
+    low: the task is not solved; experiments/zoo/README.md.)"""
+    model, params, tok = zoo.load("attn2l_code2")
+    card = zoo.card("attn2l_code2")
+    assert card["data"]["tasks"] == ["docstring"] and card["data"]["split_data"]
+    args = E.mixture_args(card)
+    assert args["split"] == "test"
+    r = E.task_table(model, params, tok, ("docstring",), n=128, **args)["docstring"]
+    assert r["seen"] == 0.0
+    assert r["logit_diff"] > 0.5 and r["logit_diff"] > r["logit_diff_corrupted"] + 0.8

@@ -339,7 +339,7 @@ def spread(dirs):
     Models of a seeds run are named `{condition}_s{seed}` (`task.py`); a run with one seed
     names them by condition alone. Returns rows `dict(lr, condition, steps (one per seed, None
     if not formed), seeds, formed, median, lo, hi, q1, q3, heldout (median final held-out pairs
-    acc), resolution (the largest eval gap up to the last formation), steps_run)`, in the runs'
+    acc), resolution (the eval spacing at formation, the coarsest over seeds), steps_run)`, in the runs'
     condition order, lr descending. The median is over the seeds that formed; `formed` says
     how many did.
     """
@@ -358,10 +358,13 @@ def spread(dirs):
             members.sort()
             steps = [st for _, _, st in members]
             f = np.array([st for st in steps if st is not None], float)
-            eval_steps = sorted({r["step"] for m in (x[1] for x in members) for r in evals[m]})
-            last = max(f) if len(f) else eval_steps[-1]
-            upto = [x for x in eval_steps if x <= last]
-            gap = max(np.diff(upto)) if len(upto) > 1 else 0
+            # resolution: formation step minus the eval before it, the coarsest over seeds
+            gaps = [
+                st - max(r["step"] for r in evals[m] if r["step"] < st)
+                for _, m, st in members
+                if st  # (formed at step 0: no earlier eval)
+            ]
+            gap = max(gaps, default=0)
             rows.append(
                 dict(
                     lr=float(c.lr),
@@ -387,7 +390,7 @@ def spread(dirs):
 def spread_markdown(rows) -> str:
     out = [
         "| lr | condition | formed | formation step: median | range | IQR | per seed "
-        "| eval every (up to formation) | held-out pairs acc (median) | steps run |",
+        "| eval spacing at formation | held-out pairs acc (median) | steps run |",
         "|---|---|---|---|---|---|---|---|---|---|",
     ]
     for r in rows:
