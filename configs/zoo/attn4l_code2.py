@@ -8,6 +8,11 @@ steps. Heimersheim &
 Janiak found the docstring circuit in a 4-layer attention-only model; this is our small
 stand-in, evaluated on held-out templates and names.
 
+Trained once (8,000 steps, 55 min): the induction circuit formed (layer-0 previous-token
+head 0.98, layer-1 induction heads 0.88), docstring completion did not (top-1 0.00 on 64 val
+prompts, logit difference -1.15); not shipped (experiments/zoo/README.md, "Zoo v2 code
+models").
+
     mechjax run configs/zoo/attn4l_code2.py --workdir runs/zoo/attn4l_code2
     python -m mechjax.zoo export runs/zoo/attn4l_code2 attn4l_code2
 """
