@@ -355,6 +355,8 @@ def test_task_subset_mixes_in_only_those_tasks(tmp_path, monkeypatch):
     assert D.check_tasks(("needle", "ioi")) == ("ioi", "needle")  # MIXTURE_TASKS order
     with pytest.raises(ValueError, match=r"unknown task\(s\) \['docstrings'\]"):
         D.check_tasks(("docstrings",))
+    with pytest.raises(ValueError, match=r"name \['ioi'\], which are not in tasks"):
+        D.build(vocab_size=400, task_share=0.2, task_weights={"ioi": 2}, tasks=("docstring",))
     data = D.build(
         vocab_size=400, task_share=0.2, n_per_task=60, max_files=2, split_data=True,
         tasks=("docstring",),

@@ -16,7 +16,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import re
 
 import jax
 import jax.numpy as jnp
@@ -26,7 +25,7 @@ import numpy as np
 import mechjax as mj
 from experiments.induction_heads import measures as M
 from experiments.induction_heads import report as R
-from experiments.induction_heads.task import EVAL_SEED_OFFSET, fewshot_data
+from experiments.induction_heads.task import EVAL_SEED_OFFSET, fewshot_data, parse_model_name
 from mechjax.data import EVALUATORS
 from mechjax.train import read_records
 
@@ -330,18 +329,15 @@ def plot_fig6(rows, path):
     plt.close(fig)
 
 
-_SEED_SUFFIX = re.compile(r"^(?P<cond>.+)_s(?P<seed>\d+)$")
-
-
 def spread(dirs):
     """Formation steps over seeds, per (lr, condition), of `seeds=N` runs in `dirs`.
 
-    Models of a seeds run are named `{condition}_s{seed}` (`task.py`); a run with one seed
-    names them by condition alone. Returns rows `dict(lr, condition, steps (one per seed, None
-    if not formed), seeds, formed, median, lo, hi, q1, q3, heldout (median final held-out pairs
-    acc), resolution (the eval spacing at formation, the coarsest over seeds), steps_run)`, in the runs'
-    condition order, lr descending. The median is over the seeds that formed; `formed` says
-    how many did.
+    Models are grouped by `task.parse_model_name` (a single-seed run's model counts as seed
+    0). Returns rows `dict(lr, condition, steps (one per seed, None if not formed), seeds,
+    formed, median, lo, hi, q1, q3, heldout (median final held-out pairs acc), resolution
+    (the eval spacing at formation, the coarsest over seeds), steps_run)`, in the runs'
+    condition order, lr descending. The statistics are over the seeds that formed (None if
+    none did); `formed` says how many did.
     """
     rows = []
     for d in dirs:
@@ -351,20 +347,20 @@ def spread(dirs):
         evals = R._by_model(records)
         groups = {}
         for m, step in s["formation_step"].items():
-            g = _SEED_SUFFIX.match(m)
-            cond, seed = (g["cond"], int(g["seed"])) if g else (m, 0)
-            groups.setdefault(cond, []).append((seed, m, step))
+            cond, seed = parse_model_name(m)
+            groups.setdefault(cond, []).append((seed or 0, m, step))
         for cond, members in groups.items():
             members.sort()
             steps = [st for _, _, st in members]
             f = np.array([st for st in steps if st is not None], float)
+            q = np.percentile(f, [0, 25, 50, 75, 100]) if len(f) else [None] * 5
+            lo, q1, median, q3, hi = (None if v is None else float(v) for v in q)
             # resolution: formation step minus the eval before it, the coarsest over seeds
             gaps = [
                 st - max(r["step"] for r in evals[m] if r["step"] < st)
                 for _, m, st in members
                 if st  # (formed at step 0: no earlier eval)
             ]
-            gap = max(gaps, default=0)
             rows.append(
                 dict(
                     lr=float(c.lr),
@@ -372,15 +368,15 @@ def spread(dirs):
                     steps=steps,
                     seeds=[seed for seed, _, _ in members],
                     formed=len(f),
-                    median=float(np.median(f)) if len(f) else None,
-                    lo=float(f.min()) if len(f) else None,
-                    hi=float(f.max()) if len(f) else None,
-                    q1=float(np.percentile(f, 25)) if len(f) else None,
-                    q3=float(np.percentile(f, 75)) if len(f) else None,
+                    median=median,
+                    lo=lo,
+                    hi=hi,
+                    q1=q1,
+                    q3=q3,
                     heldout=float(
                         np.median([s["final"][m]["heldout_pairs/acc"] for _, m, _ in members])
                     ),
-                    resolution=int(gap),
+                    resolution=int(max(gaps, default=0)),
                     steps_run=int(max(s["final"][m]["step"] for _, m, _ in members)),
                 )
             )

@@ -108,6 +108,17 @@ def _conditions(t):
     return tuple(conds), tuple(names)
 
 
+def model_name(condition: str, seed: int, n_seeds: int) -> str:
+    """A model's name in a run: its condition, with `_s{seed}` when the run has several seeds."""
+    return condition if n_seeds == 1 else f"{condition}_s{seed}"
+
+
+def parse_model_name(name: str) -> tuple[str, int | None]:
+    """(condition, seed) of a `model_name`; seed None for a single-seed run's model."""
+    cond, sep, seed = name.rpartition("_s")
+    return (cond, int(seed)) if sep and seed.isdigit() else (name, None)
+
+
 def _seeds(t):
     seeds = t.get("seeds", 1)
     return tuple(range(seeds)) if isinstance(seeds, int) else tuple(seeds)
@@ -130,7 +141,7 @@ def build_fewshot(config) -> Task:
     seeds = _seeds(t)
     parsed = [C.parse(c, cfg.n_layers, cfg.n_heads) for c in conds]
     models = tuple(
-        ModelSpec(name if len(seeds) == 1 else f"{name}_s{s}", seed=s, cond=cond)
+        ModelSpec(model_name(name, s, len(seeds)), seed=s, cond=cond)
         for (name, cond), s in itertools.product(zip(names, parsed), seeds)
     )
     interventions = C.make_interventions(parsed, cfg.n_layers, cfg.d_vocab, _graft(t))

@@ -264,6 +264,13 @@ def build(
             f"(got task_share={task_share}); a code-only model has no task examples to change."
         )
     tasks = check_tasks(tasks)
+    named = set(plain(task_weights or {})) | set(plain(task_options or {}))
+    left_out = sorted(named - set(tasks)) if tasks is not None else []
+    if left_out:
+        raise ValueError(
+            f"zoo data: task_weights / task_options name {left_out}, which are not in "
+            f"tasks={list(tasks)}; add them to tasks or drop their weights / options."
+        )
     return _build(
         vocab_size,
         task_share,
