@@ -132,6 +132,29 @@ def test_nan_loss_stops_with_step_and_keeps_last_good_checkpoint(tmp_path):
         assert json.load(f)["status"] == f"diverged at step {e.value.step}"
 
 
+def test_other_error_marks_run_failed_and_saves_last_step(tmp_path, monkeypatch):
+    # An error outside the loss (here: the eval at step 20) must not leave run.json "finished".
+    from mechjax.train import loop as L
+
+    real = L._HostLoop.log_eval
+
+    def failing(self, step):
+        if step == 20:
+            raise RuntimeError("eval broke")
+        return real(self, step)
+
+    monkeypatch.setattr(L._HostLoop, "log_eval", failing)
+    config = linear_config(checkpoint_every=0)
+    with pytest.raises(RuntimeError, match="eval broke"):
+        train.train_and_evaluate(config, str(tmp_path), linear_task())
+    with open(tmp_path / "run.json") as f:
+        status = json.load(f)["status"]
+    assert status == "failed at step 20 (checkpoint saved): RuntimeError: eval broke"
+    ck = train.Checkpointer(str(tmp_path), read_only=True)
+    assert ck.latest_step() == 20
+    ck.close()
+
+
 def test_unwritable_workdir_fails_before_training(tmp_path):
     blocker = tmp_path / "a_file"
     blocker.write_text("")

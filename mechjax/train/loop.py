@@ -382,8 +382,8 @@ class _HostLoop:
 
     `params, opt_state, step` always hold a complete, consistent step (a chunk's result is
     adopted only once its losses are finite), so Ctrl-C can checkpoint them as they are.
-    `status` ends as "finished", "diverged at step S" or "interrupted at step S (checkpoint
-    saved)". `train_time, timed_steps` count training only (no eval/checkpoint), after the
+    `status` ends as "finished", "diverged at step S", "interrupted at step S (checkpoint
+    saved)" or, after any other error, "failed at step S[ (checkpoint saved)]: Error: message". `train_time, timed_steps` count training only (no eval/checkpoint), after the
     first chunk (which includes compilation).
     """
 
@@ -413,6 +413,19 @@ class _HostLoop:
         except KeyboardInterrupt:
             self.save()  # params/opt_state always hold a complete, consistent step
             self.status = f"interrupted at step {self.step} (checkpoint saved)"
+            raise
+        except TrainingDiverged:
+            raise  # train_chunk set the status
+        except Exception as e:
+            # any other error (in an eval, a metric, a checkpoint write): run.json must not
+            # say "finished"; the last complete step is saved when that still works
+            saved = ""
+            try:
+                self.save()
+                saved = " (checkpoint saved)"
+            except Exception:  # noqa: BLE001 - keep the original error
+                pass
+            self.status = f"failed at step {self.step}{saved}: {type(e).__name__}: {e}"
             raise
 
     def train_chunk(self, n: int) -> None:
