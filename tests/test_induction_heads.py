@@ -311,3 +311,26 @@ def test_spread_groups_seeds_by_condition(tmp_path):
     assert rows["copy"]["median"] == 16.0 and rows["copy"]["formed"] == 2
     md = A.spread_markdown(list(rows.values()))
     assert "| 0.0001 | none | 2/3 | 48 | 32-64 | 40-56 | 64, 32, - | 16 |" in md
+
+
+def test_lr_ratio_table_compares_medians_across_learning_rates():
+    """`lr_ratio_markdown`: per condition, the medians at each lr and their ratio; a condition
+    with an unformed seed at some lr gets "-" there and no ratio."""
+    from experiments.induction_heads import analysis as A
+
+    def row(lr, cond, steps):
+        f = [s for s in steps if s is not None]
+        return dict(lr=lr, condition=cond, steps=steps, seeds=list(range(len(steps))),
+                    formed=len(f), median=float(np.median(f)) if f else None)  # fmt: skip
+
+    rows = [row(1e-4, "none", [100, 120, 140]), row(1e-4, "copy", [20, 30, 25]),
+            row(1e-5, "none", [900, 1200, None]), row(1e-5, "copy", [190, 330, 240])]  # fmt: skip
+    md = A.lr_ratio_markdown(rows)
+    assert (
+        "| condition | median at lr 0.0001 | median at lr 1e-05 | ratio (lr 1e-05 / lr 0.0001)"
+        in md
+    )
+    # copy: medians 25 and 240; seed ratios 9.5, 11.0, 9.6; the seeds keep their order
+    assert "| copy | 25 | 240 | 9.6 | 9.5-11.0 | 1.00 |" in md
+    assert "| none | 120 | - | - | - | - |" in md
+    assert A.lr_ratio_markdown(rows[:2]) == ""

@@ -36,7 +36,10 @@ No recipe here has given this model an induction head yet; three runs were stopp
   warm-up attempts (experiments/zoo/README.md, "The copying warm-up does not work for this
   model").
 The first mixture model (context 256, no doc mask) formed its induction head between steps
-2,500 and 3,500.
+2,500 and 3,500. Induction probes at this width (experiments/zoo/README.md, "Which warm-ups
+can copy?") formed no induction head in 2,400 random-token steps with MLPs, at lr 2e-3, or at
+d_model 256, each on its own; only the code models' setting (d_model 128, attention only,
+lr 1e-3) did, so the warm-up is not the next lever for this model.
 
     mechjax run configs/zoo/gpt4l_mix2.py --workdir runs/zoo/gpt4l_mix2
     python -m mechjax.zoo export runs/zoo/gpt4l_mix2 gpt4l_mix2

@@ -404,6 +404,48 @@ def spread_markdown(rows) -> str:
     return "\n".join(out)
 
 
+def lr_ratio_markdown(rows) -> str:
+    """Per condition run at several lrs: the median formation step at each, the ratio of the
+    lowest lr's median to the highest's, the range of the same ratio seed by seed, and the
+    Spearman correlation of the seeds' formation steps at the two lrs ("" when no condition
+    has two lrs). A ratio equal to the lrs' ratio means the same dynamics, only slower; a
+    correlation near 1 means a seed that forms late at one lr forms late at the other. A
+    condition with an unformed seed at some lr shows "-" there."""
+    from scipy.stats import spearmanr
+
+    lrs = sorted({r["lr"] for r in rows}, reverse=True)
+    if len(lrs) < 2:
+        return ""
+    by = {(r["condition"], r["lr"]): r for r in rows}
+    conds = list(dict.fromkeys(r["condition"] for r in rows))
+    hi, lo = lrs[0], lrs[-1]
+    head = " | ".join(f"median at lr {lr:g}" for lr in lrs)
+    out = [
+        f"| condition | {head} | ratio (lr {lo:g} / lr {hi:g}) | per-seed ratio | "
+        "Spearman (seeds, the two lrs) |",
+        "|---|" + "---|" * len(lrs) + "---|---|---|",
+    ]
+    for c in conds:
+        rs = [by.get((c, lr)) for lr in lrs]
+        full = [r is not None and r["formed"] == len(r["steps"]) for r in rs]
+        cells = " | ".join(f"{r['median']:.0f}" if f else "-" for r, f in zip(rs, full))
+        ratio = per = rho = "-"
+        if all(full):
+            ratio = f"{rs[-1]['median'] / rs[0]['median']:.1f}"
+            a, b = (
+                dict(zip(rs[0]["seeds"], rs[0]["steps"])),
+                dict(zip(rs[-1]["seeds"], rs[-1]["steps"])),
+            )
+            both = sorted(set(a) & set(b))
+            if both:
+                q = [b[k] / a[k] for k in both if a[k]]
+                per = f"{min(q):.1f}-{max(q):.1f}" if q else "-"
+            if len(both) >= 3:
+                rho = f"{spearmanr([a[k] for k in both], [b[k] for k in both]).statistic:.2f}"
+        out.append(f"| {c} | {cells} | {ratio} | {per} | {rho} |")
+    return "\n".join(out)
+
+
 def plot_spread(rows, path):
     """Formation step per condition: one dot per seed, a bar at the median; one colour per lr."""
     plt = R._plt()
@@ -520,6 +562,9 @@ def main(argv=None):
         rows = spread(a.args[1:])
         plot_spread(rows, os.path.join(FIGURES, f"{a.args[0]}.png"))
         print(spread_markdown(rows))
+        ratios = lr_ratio_markdown(rows)
+        if ratios:
+            print("\n" + ratios)
     elif a.what == "scaling":
         name, dirs = a.args[0], a.args[1:]
         full = _formation_rows(dirs)
