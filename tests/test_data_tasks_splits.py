@@ -273,3 +273,49 @@ def test_zoo_build_with_split_data(tmp_path, monkeypatch):
     for name in TASKS:
         assert not [c for c in T.generate(name, 50, seed=0, split="test").clean if c in big]
     assert len(os.listdir(os.path.join(tmp_path, "zoo_data"))) == 4  # two cached builds
+
+
+def test_docstring_wide_name_bank_keeps_the_v2_splits():
+    # a name keeps its split when the bank grows (hash threshold), so a model trained on the
+    # wide bank's train names saw none of the v2 test names
+    from mechjax.data.tasks import docstring as DS
+
+    v2 = {s: set(DS.split_sets(s)["name"]) for s in S.SPLITS}
+    wide = {s: set(DS.split_sets(s, name_bank="wide")["name"]) for s in S.SPLITS}
+    for s in S.SPLITS:
+        assert v2[s] <= wide[s], s
+        assert len(wide[s]) >= 3 * len(v2[s]), (s, len(wide[s]), len(v2[s]))
+    assert not wide["train"] & (wide["val"] | wide["test"])
+    train = T.generate("docstring", 2000, seed=0, split="train", name_bank="wide")
+    test = T.generate("docstring", 300, seed=0, split="test", name_bank="wide")
+    used = {n for ps in train.meta["name"] for n in ps}
+    assert used <= wide["train"] and len(used) > 150  # the bank is used, not just V2_NAMES
+    assert not {n for ps in test.meta["name"] for n in ps} & used
+    assert not set(test.clean) & set(train.clean)
+    # the default bank is unchanged, and the lexicon follows the option
+    assert (
+        T.generate("docstring", 50, seed=3, split="val").clean
+        == T.generate("docstring", 50, seed=3, split="val", name_bank="v2").clean
+    )
+    assert wide["test"] <= set(T.lexicon("docstring", {"name_bank": "wide"}))
+    assert not wide["test"] <= set(T.lexicon("docstring"))
+    with pytest.raises(ValueError, match="name_bank"):
+        T.generate("docstring", 2, split="train", name_bank="huge")
+    with pytest.raises(ValueError, match="not both"):
+        T.generate("docstring", 2, split="train", name_bank="wide", names=("a", "b"))
+
+
+def test_docstring_factor_prompts_hold_out_only_the_named_kinds():
+    from mechjax.data.tasks import docstring as DS
+
+    tr, te = DS.split_sets("train"), DS.split_sets("test")
+    p = DS.factor_prompts(200, ("name",), seed=1)
+    assert {n for ps in p.meta["name"] for n in ps} <= set(te["name"])
+    assert set(p.meta["func"]) <= set(tr["func"])
+    headers = {t.split("|")[0] for t in p.meta["template"]}
+    assert headers <= set(tr["header"])
+    q = DS.factor_prompts(200, ("header", "opening", "line"), seed=1)
+    assert {t.split("|")[0] for t in q.meta["template"]} <= set(te["header"])
+    assert {n for ps in q.meta["name"] for n in ps} <= set(tr["name"])
+    with pytest.raises(ValueError, match="unknown kinds"):
+        DS.factor_prompts(2, ("names",))

@@ -57,3 +57,19 @@ def test_seen_counts_verbatim_training_prompts(setup):
 def test_mixture_args_pick_the_test_split_for_split_data_cards():
     assert E.mixture_args({"data": {"split_data": True}})["split"] == "test"
     assert E.mixture_args({"data": {}})["split"] is None
+
+
+def test_factor_table_rows_hold_out_one_kind_at_a_time(setup):
+    _, _, tok = setup  # (docstring prompts outgrow that model's 128 positions)
+    cfg = mj.TransformerConfig(
+        d_model=32, n_layers=1, n_heads=2, d_vocab=tok.get_vocab_size(), n_ctx=256
+    )
+    model = mj.Transformer(cfg)
+    params = mj.init(model, jax.random.key(1))
+    factors = ((), ("name",), ("header", "opening", "line"))
+    rows = E.factor_table(model, params, tok, n=12, factors=factors)
+    assert [r["held_out"] for r in rows] == list(factors)
+    for r in rows:  # every prompt of the lexicon-primed tokenizer encodes
+        assert r["n"] == 12 and 0.0 <= r["accuracy"] <= 1.0 and np.isfinite(r["logit_diff"])
+    md = E.factor_markdown(rows)
+    assert md.count("\n| ") == len(factors) and "| name | 12 |" in md

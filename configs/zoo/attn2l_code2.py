@@ -40,4 +40,5 @@ def get_config(arg=None):
         # the copying warm-up: packed 48-token windows of random tokens for steps 0-1999
         phases=[dict(start=0, end=2000, windows="packed", packed_len=48, packed_source="random",
                      packed_vocab=1024)],
+        variants={"wide": dict(task_options={"docstring": {"name_bank": "wide"}})},
     )  # fmt: skip

@@ -1,8 +1,9 @@
-"""`python -m mechjax.zoo list | export RUN_DIR NAME | table [NAME ...]`.
+"""`python -m mechjax.zoo list | export RUN_DIR NAME | table [NAME ...] | factors NAME`.
 
 list    the shipped models, one line each (size, training time)
 export  write a finished `mechjax run configs/zoo/NAME.py --workdir RUN_DIR` into the zoo
 table   the model-card tables of shipped models, computed now from their weights
+factors which held-out part of the docstring prompts (templates, names, ...) a model fails on
 """
 
 from __future__ import annotations
@@ -76,6 +77,18 @@ def _table(names, n: int, out: str | None, plots: str | None) -> int:
     return 0
 
 
+def _factors(name: str, n: int) -> int:
+    from mechjax import zoo
+    from mechjax.zoo import evaluate as E
+
+    model, params, tok = zoo.load(name)
+    opts = zoo.card(name)["data"].get("task_options") or {}
+    bank = (opts.get("docstring") or {}).get("name_bank", "v2")
+    print(f"### {name}: docstring, name bank {bank!r}\n")
+    print(E.factor_markdown(E.factor_table(model, params, tok, n=n, name_bank=bank)))
+    return 0
+
+
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(prog="python -m mechjax.zoo", description=__doc__.split("\n")[0])
     sub = p.add_subparsers(dest="cmd", required=True)
@@ -90,7 +103,12 @@ def main(argv=None) -> int:
     t.add_argument("--n", type=int, default=256, help="eval prompts per task")
     t.add_argument("--json-dir", default=None, help="also write NAME.json here")
     t.add_argument("--plots", default=None, help="also write NAME.png (head scores, tasks) here")
+    f = sub.add_parser("factors", help="docstring: test-split kinds one at a time")
+    f.add_argument("name")
+    f.add_argument("--n", type=int, default=256, help="prompts per row")
     a = p.parse_args(argv)
+    if a.cmd == "factors":
+        return _factors(a.name, a.n)
     if a.cmd == "list":
         return _list()
     if a.cmd == "export":

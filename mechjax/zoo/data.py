@@ -123,14 +123,17 @@ def task_prompts(
     return T.generate(name, n, seed=task_seed(name, seed, split), split=split, **opts)
 
 
-def lexicon_texts(tasks=MIXTURE_TASKS, copies: int = 8, seed: int = 0) -> list[str]:
+def lexicon_texts(
+    tasks=MIXTURE_TASKS, copies: int = 8, seed: int = 0, options: dict | None = None
+) -> list[str]:
     """Short documents listing every entity word of every split of `tasks` ("Words: Mary
     Tom ..."), in `copies` shuffled orders. Split-data builds add them to the tokenizer's
     input and to the training stream, so that test-split names and objects are single tokens
-    with trained embeddings, without any test prompt entering training."""
+    with trained embeddings, without any test prompt entering training. `options`: {task:
+    generator options}, for lexicons that depend on them (docstring's `name_bank`)."""
 
     rng = np.random.default_rng(seed)
-    words = lexicon_words(tasks)
+    words = lexicon_words(tasks, options)
     out = []
     for _ in range(copies):
         order = rng.permutation(len(words))
@@ -139,11 +142,13 @@ def lexicon_texts(tasks=MIXTURE_TASKS, copies: int = 8, seed: int = 0) -> list[s
     return out
 
 
-def lexicon_words(tasks=MIXTURE_TASKS) -> list[str]:
-    """Every entity word of every split of `tasks` (`mechjax.data.tasks.LEXICONS`), sorted."""
+def lexicon_words(tasks=MIXTURE_TASKS, options: dict | None = None) -> list[str]:
+    """Every entity word of every split of `tasks` (`mechjax.data.tasks.lexicon`, with each
+    task's generator `options`), sorted."""
     from mechjax.data import tasks as T
 
-    return sorted({w for t in tasks if t in T.LEXICONS for w in T.LEXICONS[t]()})
+    opts = options or {}
+    return sorted({w for t in tasks if t in T.LEXICONS for w in T.lexicon(t, opts.get(t))})
 
 
 # how often the tokenizer's input lists each lexicon word: held-out names and objects occur
@@ -369,7 +374,9 @@ def _build(
     code = corpus.read_texts(train_files)
     held = corpus.read_texts(held_files)
     extra, extra_early = [], []
-    lexicon = lexicon_texts(task_list) if split_data and task_share > 0 else []
+    lexicon = []
+    if split_data and task_share > 0:
+        lexicon = lexicon_texts(task_list, options=task_options)
     if task_share > 0:
         extra = task_texts(
             n_per_task, TRAIN_SEED, task_list, task_weights, task_options, split=split
@@ -387,7 +394,9 @@ def _build(
     numbers = "".join(f" {i}" for i in range(100)) + " x" + "".join(f"{i:02d}" for i in range(100))
     primer = [numbers] * 50 if task_share > 0 else []
     if lexicon:  # every split's entity words, so that each is one token (see the constant)
-        primer += ["".join(" " + w for w in lexicon_words(task_list))] * LEXICON_PRIMER_COPIES
+        primer += [
+            "".join(" " + w for w in lexicon_words(task_list, task_options))
+        ] * LEXICON_PRIMER_COPIES
     tokenizer = train_bpe(code + (extra + new_early) * 4 + primer, vocab_size=vocab_size)
     code_stream = corpus.tokenize_texts(code, tokenizer)
     held_stream = corpus.tokenize_texts(held, tokenizer)

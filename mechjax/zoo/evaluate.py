@@ -129,6 +129,53 @@ def task_table(
     return out
 
 
+# held-out kinds of the docstring prompts, one at a time and all together (`factor_table`)
+DOCSTRING_FACTORS = (
+    (), ("header",), ("opening",), ("line",), ("header", "opening", "line"), ("func", "word"),
+    ("name",), ("header", "opening", "line", "name", "func", "word"),
+)  # fmt: skip
+
+
+def factor_table(model, params, tokenizer, n: int = 256, name_bank: str = "v2", factors=None):
+    """Which held-out part of the docstring prompts a model fails on: for each tuple of kinds
+    in `factors` (default `DOCSTRING_FACTORS`), `n` prompts with those kinds from "test" and
+    the rest from "train" (`docstring.factor_prompts`); () is all-train (prompts not in
+    training, every piece seen), all six kinds is the test split. Returns [{held_out, n,
+    accuracy, logit_diff, ld_positive}]; prompts the tokenizer cannot encode are left out."""
+    from mechjax.data.tasks import docstring
+
+    rows = []
+    for kinds in DOCSTRING_FACTORS if factors is None else factors:
+        p = docstring.factor_prompts(n, tuple(kinds), seed=D.EVAL_SEED, name_bank=name_bank)
+        p = p.take(np.flatnonzero(T.encodable(p, tokenizer)))
+        acc, ld, *_ = _batched_logits_metrics(model, params, T.encode(p, tokenizer))
+        rows.append(
+            {
+                "held_out": tuple(kinds),
+                "n": len(acc),
+                "accuracy": float(acc.mean()),
+                "logit_diff": float(ld.mean()),
+                "ld_positive": float((ld > 0).mean()),
+            }
+        )
+    return rows
+
+
+def factor_markdown(rows) -> str:
+    """`factor_table` rows as a markdown table."""
+    lines = [
+        "| test-split kinds (the rest from train) | n | top-1 | logit diff | P(logit diff > 0) |",
+        "|---|---|---|---|---|",
+    ]
+    for r in rows:
+        kinds = ", ".join(r["held_out"]) or "none (train pieces, new combinations)"
+        lines.append(
+            f"| {kinds} | {r['n']} | {r['accuracy']:.3f} | {r['logit_diff']:.2f} "
+            f"| {r['ld_positive']:.3f} |"
+        )
+    return "\n".join(lines)
+
+
 def mixture_args(card: dict) -> dict:
     """`task_table` keyword arguments that match how a mixture model (its `zoo.card`) was
     trained: its generator options, task weights, examples per task and, for a split-data

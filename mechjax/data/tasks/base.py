@@ -339,7 +339,8 @@ GENERATORS: dict[str, Callable[..., Prompts]] = {}
 #   GRAMMARS[task](split) -> number of distinct templates of the split;
 #   SPLIT_SETS[task](split) -> {kind: tuple} the split's template pieces, entities and items
 #     (kinds that are also meta keys hold the values the prompts' meta draws from);
-#   LEXICONS[task]() -> every entity word of every split (for a tokenizer / vocabulary primer).
+#   LEXICONS[task]() -> every entity word of every split (for a tokenizer / vocabulary primer);
+#     a lexicon whose words depend on generator options takes them (`lexicon`).
 GRAMMARS: dict[str, Callable[[str], int]] = {}
 SPLIT_SETS: dict[str, Callable[[str], dict[str, tuple]]] = {}
 LEXICONS: dict[str, Callable[[], tuple[str, ...]]] = {}
@@ -359,6 +360,16 @@ def register(name: str):
 def register_splits(name: str, grammar, split_sets, lexicon) -> None:
     """Registers a task's split-mode template counts, split sets and lexicon."""
     GRAMMARS[name], SPLIT_SETS[name], LEXICONS[name] = grammar, split_sets, lexicon
+
+
+def lexicon(name: str, options: dict | None = None) -> tuple[str, ...]:
+    """Every entity word of every split of task `name` under its generator `options` (only
+    lexicons that take keyword arguments see them, e.g. docstring's `name_bank`)."""
+    import inspect
+
+    fn = LEXICONS[name]
+    takes = any(p.kind is p.VAR_KEYWORD for p in inspect.signature(fn).parameters.values())
+    return tuple(fn(**(options or {})) if takes else fn())
 
 
 def generate(name: str, n: int, seed: int = 0, split: str | None = None, **options: Any) -> Prompts:

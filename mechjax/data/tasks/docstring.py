@@ -79,12 +79,15 @@ def docstring(n: int, seed: int = 0, split: str | None = None, **options) -> Pro
     single tokens for your tokenizer, e.g. a code-only one). See the module docstring.
 
     `split` ("train" / "val" / "test") uses the split grammar at the end of this module
-    (n_params in 3..6 or "mixed", names default `V2_NAMES`, split by hash); None the legacy
-    single template."""
+    (n_params in 3..6 or "mixed"; names default to the `name_bank`, "v2" = `V2_NAMES` or
+    "wide" = `V2_NAMES + STDLIB_NAMES`, split by hash, so a name keeps its split in both
+    banks); None the legacy single template."""
     if split is not None:
-        opts = check_options("docstring", options, {"n_params": "mixed", "names": V2_NAMES})
+        opts = check_options(
+            "docstring", options, {"n_params": "mixed", "names": None, "name_bank": "v2"}
+        )
         check_choice("docstring", "n_params", opts["n_params"], (*V2_PARAMS, "mixed"))
-        names = tuple(opts["names"])
+        names = _split_names(opts["names"], opts["name_bank"])
         if not all(isinstance(x, str) and x.isidentifier() for x in names):
             raise ValueError(f"docstring: names must be identifiers, got {names[:10]}.")
         return _docstring_split(n, seed, split, opts["n_params"], names)
@@ -170,6 +173,50 @@ V2_LINES = (
     "    :param {P}: {D} to use\n", "    :param {P}: which {D}\n", "    :param {P}: {D} (default)\n",
     "    :param {P}: new {D}\n", "    :param {P}: {D} or None\n", "    :param {P}: our {D}\n",
 )  # fmt: skip
+# The "wide" name bank (option name_bank="wide"): V2_NAMES plus these 300 parameter names,
+# the most frequent lowercase alphabetic argument names (3-10 letters, not keywords, not
+# already a name, word or function above) of CPython 3.11's standard library (outside its
+# tests), counted once with `ast` and frozen here so that every interpreter draws the same
+# splits. With only V2_NAMES' 60 train names a model can learn the names themselves rather
+# than the copy (experiments/zoo/README.md, "Docstring: the names, not the templates").
+STDLIB_NAMES = (
+    "other", "errors", "final", "filename", "msg", "obj", "master", "cnf", "sock", "object",
+    "arg", "results", "fullname", "func", "default", "string", "flags", "pos", "frame",
+    "address", "module", "indent", "protocol", "loop", "parser", "src", "headers", "exc",
+    "lineno", "cmd", "action", "debug", "extra", "attrs", "entry", "val", "section",
+    "verbose", "year", "package", "dir", "globals", "fileobj", "waiter", "bufsize",
+    "iterable", "conn", "family", "fut", "locals", "proto", "values", "attr", "ctx",
+    "policy", "req", "allowance", "future", "pathname", "whence", "charset", "lines",
+    "month", "spec", "strict", "tarinfo", "buf", "env", "kwargs", "parameters", "sequence",
+    "stderr", "stdout", "cookie", "dst", "exception", "namespace", "stdin", "uri", "domain",
+    "libraries", "namespaces", "out", "pid", "base", "bases", "command", "dest", "end",
+    "objects", "server", "addr", "col", "maxsize", "opt", "str", "widget", "day", "delay",
+    "element", "fun", "memo", "new", "vars", "fmt", "force", "kwds", "options", "test",
+    "traceback", "body", "chars", "elem", "items", "lock", "map", "newline", "predicate",
+    "prompt", "transport", "typ", "add", "category", "dirs", "environ", "first", "initargs",
+    "instance", "resource", "backlog", "dirname", "errmsg", "factory", "fallback", "globs",
+    "help", "list", "mailbox", "nbytes", "authkey", "boundary", "child", "chunksize",
+    "defaults", "errcode", "klass", "lang", "last", "lib", "names", "nodes", "required",
+    "shell", "sources", "autoraise", "content", "coro", "fields", "loader", "macros", "mod",
+    "modname", "next", "num", "pat", "pipe", "raw", "realm", "sep", "ssl", "sslcontext",
+    "stop", "targetpath", "task", "theyear", "trans", "writer", "displayof", "doc",
+    "events", "example", "failobj", "files", "heap", "infile", "member", "onerror",
+    "origin", "parts", "passwd", "password", "prec", "seq", "sig", "buffering", "dict",
+    "entrypath", "executable", "ext", "formatter", "function", "high", "info", "init",
+    "low", "mapping", "members", "outfile", "pool", "position", "pwd", "recursive", "rest",
+    "what", "when", "adaptive", "angle", "certfile", "chain", "depends", "got", "grouping",
+    "keyfile", "newl", "qname", "reader", "readline", "row", "statement", "symbol",
+    "tarfile", "template", "usage", "addindent", "classes", "dironly", "frozen", "hostname",
+    "hour", "idx", "inqueue", "left", "metavar", "minute", "newtag", "optimize", "outqueue",
+    "param", "paths", "processes", "resp", "right", "second", "skipkeys", "themonth",
+    "thing", "trace", "tzinfo", "basename", "contents", "deep", "dist", "escape", "etype",
+    "filters", "fold", "folder", "forceload", "fromlist", "heading", "ident", "iterator",
+    "locale", "maxlen", "monetary", "mtime", "nframes", "old", "priority", "release",
+    "repr", "rounding", "safe", "separator", "serializer", "side", "status", "sub",
+    "subtype", "transp", "which", "why", "actions", "alias", "align", "aname", "annotation",
+    "archive", "arcname", "begidx",
+)  # fmt: skip
+NAME_BANKS = {"v2": V2_NAMES, "wide": V2_NAMES + STDLIB_NAMES}
 V2_ROLES = ("A", "B", "C", "D", "E", "F")
 V2_PARAMS = (3, 4, 5, 6)
 
@@ -180,9 +227,29 @@ def _grammar():
     return Grammar.of("docstring", header=V2_HEADERS, opening=V2_OPENINGS, line=V2_LINES)
 
 
-def split_sets(split: str, names=V2_NAMES) -> dict[str, tuple]:
-    """The split's template pieces, parameter names, function names and description words."""
+def _split_names(names, name_bank) -> tuple:
+    """The split mode's name list: `names` if given, else the `name_bank`'s."""
+    if names is None:
+        check_choice("docstring", "name_bank", name_bank, tuple(NAME_BANKS))
+        return NAME_BANKS[name_bank]
+    if name_bank != "v2":
+        raise ValueError(
+            f"docstring: pass names or name_bank, not both (got name_bank={name_bank!r} and "
+            f"{len(names)} names)."
+        )
+    names = tuple(names)
+    if not all(isinstance(x, str) and x.isidentifier() for x in names):
+        raise ValueError(f"docstring: names must be identifiers, got {names[:10]}.")
+    return names
+
+
+def split_sets(split: str, names=V2_NAMES, name_bank: str | None = None) -> dict[str, tuple]:
+    """The split's template pieces, parameter names, function names and description words
+    (`name_bank`, if given, picks the names as the generator's option does)."""
     from mechjax.data.tasks.splits import part
+
+    if name_bank is not None:
+        names = _split_names(None, name_bank)
 
     return {
         **_grammar().options(split),
@@ -192,10 +259,12 @@ def split_sets(split: str, names=V2_NAMES) -> dict[str, tuple]:
     }
 
 
-def _docstring_split(n: int, seed: int, split: str, k_opt, names) -> Prompts:
+def _docstring_split(n: int, seed: int, split: str, k_opt, names, sets=None) -> Prompts:
+    """Split-mode prompts; `sets` (default `split_sets(split, names)`) may mix the kinds of
+    different splits, e.g. train templates with test names (`factor_prompts`)."""
     from mechjax.data.tasks.splits import rng as split_rng
 
-    sets = split_sets(split, names)
+    sets = split_sets(split, names) if sets is None else sets
     pool = sets["name"]
     k_max = min(6, len(pool) // 2)
     ks = tuple(k for k in V2_PARAMS if k <= k_max) if k_opt == "mixed" else (k_opt,)
@@ -245,6 +314,27 @@ def _docstring_split(n: int, seed: int, split: str, k_opt, names) -> Prompts:
     return Prompts.from_lists("docstring", clean, corrupted, answers, contrasts, spans, meta)
 
 
+def factor_prompts(
+    n: int,
+    held_out: tuple[str, ...],
+    seed: int = 0,
+    split: str = "test",
+    base: str = "train",
+    name_bank: str = "v2",
+) -> Prompts:
+    """`n` prompts whose `held_out` kinds (of "header", "opening", "line", "name", "func",
+    "word") come from `split` and every other kind from `base`: which held-out part of a
+    prompt a model fails on (e.g. `("name",)`: train templates, test parameter names)."""
+    kinds = tuple(_grammar().options(base)) + ("name", "func", "word")
+    bad = sorted(set(held_out) - set(kinds))
+    if bad:
+        raise ValueError(f"docstring.factor_prompts: unknown kinds {bad}; valid: {kinds}.")
+    names = _split_names(None, name_bank)
+    a, b = split_sets(base, names), split_sets(split, names)
+    sets = {k: (b[k] if k in held_out else a[k]) for k in a}
+    return _docstring_split(n, seed, base, "mixed", names, sets=sets)
+
+
 def _register_splits():
     from mechjax.data.tasks.base import register_splits
 
@@ -253,7 +343,7 @@ def _register_splits():
         "docstring",
         lambda split: _grammar().count(split) * n_kj,
         split_sets,
-        lambda: V2_NAMES + V2_WORDS + V2_FUNCS,
+        lambda name_bank="v2", **_: NAME_BANKS[name_bank] + V2_WORDS + V2_FUNCS,
     )
 
 
