@@ -305,17 +305,27 @@ def test_docstring_wide_name_bank_keeps_the_v2_splits():
         T.generate("docstring", 2, split="train", name_bank="wide", names=("a", "b"))
 
 
-def test_docstring_factor_prompts_hold_out_only_the_named_kinds():
+def test_factor_prompts_hold_out_only_the_named_kinds():
     from mechjax.data.tasks import docstring as DS
 
     tr, te = DS.split_sets("train"), DS.split_sets("test")
-    p = DS.factor_prompts(200, ("name",), seed=1)
+    p = S.factor_prompts("docstring", 200, ("name",), seed=1)
     assert {n for ps in p.meta["name"] for n in ps} <= set(te["name"])
     assert set(p.meta["func"]) <= set(tr["func"])
-    headers = {t.split("|")[0] for t in p.meta["template"]}
-    assert headers <= set(tr["header"])
-    q = DS.factor_prompts(200, ("header", "opening", "line"), seed=1)
+    assert {t.split("|")[0] for t in p.meta["template"]} <= set(tr["header"])
+    q = S.factor_prompts("docstring", 200, ("header", "opening", "line"), seed=1)
     assert {t.split("|")[0] for t in q.meta["template"]} <= set(te["header"])
     assert {n for ps in q.meta["name"] for n in ps} <= set(tr["name"])
+    # () is plain train
+    assert (
+        S.factor_prompts("docstring", 20, (), seed=1).clean
+        == T.generate("docstring", 20, seed=1, split="train").clean
+    )
+    ioi = S.factor_prompts("ioi", 100, ("name",), seed=0)
+    test_names = set(T.SPLIT_SETS["ioi"]("test")["name"])
+    assert set(ioi.meta["io"]) | set(ioi.meta["s"]) <= test_names
     with pytest.raises(ValueError, match="unknown kinds"):
-        DS.factor_prompts(2, ("names",))
+        S.factor_prompts("docstring", 2, ("names",))
+    with pytest.raises(ValueError, match="no list named"):
+        with S.draw_from("test", ["ioi/nam"]):
+            T.generate("ioi", 2, split="train")

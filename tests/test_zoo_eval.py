@@ -6,6 +6,7 @@ import numpy as np
 import pytest
 
 import mechjax as mj
+from mechjax.data import tasks as T
 from mechjax.data.tasks import shortcuts
 from mechjax.data.tokenizer import train_bpe
 from mechjax.zoo import data as D
@@ -67,9 +68,13 @@ def test_factor_table_rows_hold_out_one_kind_at_a_time(setup):
     model = mj.Transformer(cfg)
     params = mj.init(model, jax.random.key(1))
     factors = ((), ("name",), ("header", "opening", "line"))
-    rows = E.factor_table(model, params, tok, n=12, factors=factors)
+    rows = E.factor_table(model, params, tok, "docstring", factors, n=12)
     assert [r["held_out"] for r in rows] == list(factors)
     for r in rows:  # every prompt of the lexicon-primed tokenizer encodes
         assert r["n"] == 12 and 0.0 <= r["accuracy"] <= 1.0 and np.isfinite(r["logit_diff"])
     md = E.factor_markdown(rows)
     assert md.count("\n| ") == len(factors) and "| name | 12 |" in md
+    kinds = E.default_factors("ioi")
+    assert (
+        kinds[0] == () and ("name",) in kinds and kinds[-1] == tuple(T.SPLIT_SETS["ioi"]("train"))
+    )

@@ -3,7 +3,7 @@
 list    the shipped models, one line each (size, training time)
 export  write a finished `mechjax run configs/zoo/NAME.py --workdir RUN_DIR` into the zoo
 table   the model-card tables of shipped models, computed now from their weights
-factors which held-out part of the docstring prompts (templates, names, ...) a model fails on
+factors which held-out part of a task's prompts (templates, names, ...) a model fails on
 """
 
 from __future__ import annotations
@@ -77,15 +77,15 @@ def _table(names, n: int, out: str | None, plots: str | None) -> int:
     return 0
 
 
-def _factors(name: str, n: int) -> int:
+def _factors(name: str, task: str, n: int, held_out) -> int:
     from mechjax import zoo
     from mechjax.zoo import evaluate as E
 
     model, params, tok = zoo.load(name)
-    opts = zoo.card(name)["data"].get("task_options") or {}
-    bank = (opts.get("docstring") or {}).get("name_bank", "v2")
-    print(f"### {name}: docstring, name bank {bank!r}\n")
-    print(E.factor_markdown(E.factor_table(model, params, tok, n=n, name_bank=bank)))
+    opts = (zoo.card(name)["data"].get("task_options") or {}).get(task) or {}
+    factors = [tuple(k for k in h.split(",") if k) for h in held_out] if held_out else None
+    print(f"### {name}: {task}, options {opts}\n")
+    print(E.factor_markdown(E.factor_table(model, params, tok, task, factors, n, opts)))
     return 0
 
 
@@ -103,12 +103,19 @@ def main(argv=None) -> int:
     t.add_argument("--n", type=int, default=256, help="eval prompts per task")
     t.add_argument("--json-dir", default=None, help="also write NAME.json here")
     t.add_argument("--plots", default=None, help="also write NAME.png (head scores, tasks) here")
-    f = sub.add_parser("factors", help="docstring: test-split kinds one at a time")
+    f = sub.add_parser("factors", help="a task's test-split kinds one at a time")
     f.add_argument("name")
+    f.add_argument("--task", default="docstring")
     f.add_argument("--n", type=int, default=256, help="prompts per row")
+    f.add_argument(
+        "--held-out",
+        action="append",
+        help="kinds held out together in one row, comma-separated, '' for none (repeat for more rows; "
+        "default: none, each kind alone, all)",
+    )
     a = p.parse_args(argv)
     if a.cmd == "factors":
-        return _factors(a.name, a.n)
+        return _factors(a.name, a.task, a.n, a.held_out)
     if a.cmd == "list":
         return _list()
     if a.cmd == "export":

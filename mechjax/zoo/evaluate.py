@@ -129,26 +129,30 @@ def task_table(
     return out
 
 
-# held-out kinds of the docstring prompts, one at a time and all together (`factor_table`)
-DOCSTRING_FACTORS = (
-    (), ("header",), ("opening",), ("line",), ("header", "opening", "line"), ("func", "word"),
-    ("name",), ("header", "opening", "line", "name", "func", "word"),
-)  # fmt: skip
+def default_factors(task: str) -> tuple[tuple[str, ...], ...]:
+    """(), each kind of `task`'s split sets alone, and all of them (= the held-out split)."""
+    kinds = tuple(T.SPLIT_SETS[task]("train"))
+    return ((), *((k,) for k in kinds), kinds)
 
 
-def factor_table(model, params, tokenizer, n: int = 256, name_bank: str = "v2", factors=None):
-    """Which held-out part of the docstring prompts a model fails on: for each tuple of kinds
-    in `factors` (default `DOCSTRING_FACTORS`), `n` prompts with those kinds from "test" and
-    the rest from "train" (`docstring.factor_prompts`); () is all-train (prompts not in
-    training, every piece seen), all six kinds is the test split. Returns [{held_out, n,
-    accuracy, logit_diff, ld_positive}]; prompts the tokenizer cannot encode are left out."""
-    from mechjax.data.tasks import docstring
+def factor_table(
+    model, params, tokenizer, task: str = "docstring", factors=None, n: int = 256, options=None
+):
+    """Which held-out part of a task's prompts a model fails on: for each tuple of kinds in
+    `factors` (default :func:`default_factors`), `n` prompts with those kinds from "test" and
+    the rest from "train" (`mechjax.data.tasks.splits.factor_prompts`, the generator
+    `options`); () is all-train (new combinations of training pieces), all kinds is the test
+    split. Returns [{held_out, n, accuracy, logit_diff, ld_positive}]; prompts the tokenizer
+    cannot encode, or longer than the model's context, are left out."""
+    from mechjax.data.tasks import splits
 
     rows = []
-    for kinds in DOCSTRING_FACTORS if factors is None else factors:
-        p = docstring.factor_prompts(n, tuple(kinds), seed=D.EVAL_SEED, name_bank=name_bank)
+    for kinds in default_factors(task) if factors is None else factors:
+        p = splits.factor_prompts(task, n, tuple(kinds), seed=D.EVAL_SEED, **(options or {}))
         p = p.take(np.flatnonzero(T.encodable(p, tokenizer)))
-        acc, ld, *_ = _batched_logits_metrics(model, params, T.encode(p, tokenizer))
+        b = T.encode(p, tokenizer)
+        b = b.take(np.flatnonzero(np.asarray(b.last) < model.cfg.n_ctx))
+        acc, ld, *_ = _batched_logits_metrics(model, params, b)
         rows.append(
             {
                 "held_out": tuple(kinds),

@@ -259,12 +259,10 @@ def split_sets(split: str, names=V2_NAMES, name_bank: str | None = None) -> dict
     }
 
 
-def _docstring_split(n: int, seed: int, split: str, k_opt, names, sets=None) -> Prompts:
-    """Split-mode prompts; `sets` (default `split_sets(split, names)`) may mix the kinds of
-    different splits, e.g. train templates with test names (`factor_prompts`)."""
+def _docstring_split(n: int, seed: int, split: str, k_opt, names) -> Prompts:
     from mechjax.data.tasks.splits import rng as split_rng
 
-    sets = split_sets(split, names) if sets is None else sets
+    sets = split_sets(split, names)
     pool = sets["name"]
     k_max = min(6, len(pool) // 2)
     ks = tuple(k for k in V2_PARAMS if k <= k_max) if k_opt == "mixed" else (k_opt,)
@@ -312,27 +310,6 @@ def _docstring_split(n: int, seed: int, split: str, k_opt, names, sets=None) -> 
         for key, v in zip(meta, vals):
             meta[key].append(v)
     return Prompts.from_lists("docstring", clean, corrupted, answers, contrasts, spans, meta)
-
-
-def factor_prompts(
-    n: int,
-    held_out: tuple[str, ...],
-    seed: int = 0,
-    split: str = "test",
-    base: str = "train",
-    name_bank: str = "v2",
-) -> Prompts:
-    """`n` prompts whose `held_out` kinds (of "header", "opening", "line", "name", "func",
-    "word") come from `split` and every other kind from `base`: which held-out part of a
-    prompt a model fails on (e.g. `("name",)`: train templates, test parameter names)."""
-    kinds = tuple(_grammar().options(base)) + ("name", "func", "word")
-    bad = sorted(set(held_out) - set(kinds))
-    if bad:
-        raise ValueError(f"docstring.factor_prompts: unknown kinds {bad}; valid: {kinds}.")
-    names = _split_names(None, name_bank)
-    a, b = split_sets(base, names), split_sets(split, names)
-    sets = {k: (b[k] if k in held_out else a[k]) for k in a}
-    return _docstring_split(n, seed, base, "mixed", names, sets=sets)
 
 
 def _register_splits():

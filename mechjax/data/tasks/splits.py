@@ -23,6 +23,8 @@ training ones in every slot (structure and wording), not only in filler words.
 
 from __future__ import annotations
 
+import contextlib
+import contextvars
 import dataclasses
 import functools
 import hashlib
@@ -109,8 +111,62 @@ def partition(
 
 
 def part(items: Sequence, salt: str, split: str, min_each: int = 3, rank: bool = False) -> tuple:
-    """The items of `split` (see :func:`partition`)."""
+    """The items of `split` (see :func:`partition`), or of the split that an enclosing
+    :func:`draw_from` names for this list."""
+    held = _DRAW_FROM.get() or {}
+    for prefix, (other, hits) in held.items():
+        if salt == prefix or salt.startswith(prefix + "/"):
+            hits.append(salt)
+            split = other
     return partition(items, salt, min_each, rank)[split]
+
+
+# {salt prefix: (split, salts seen)} set by `draw_from`
+_DRAW_FROM: contextvars.ContextVar[dict | None] = contextvars.ContextVar("draw_from", default=None)
+
+
+@contextlib.contextmanager
+def draw_from(split: str, lists: Sequence[str]):
+    """Inside the block, the lists named in `lists` ("task/kind", e.g. "ioi/name", which also
+    covers "task/kind/..." sub-lists) come from `split` whatever split a generator asks for:
+    e.g. train templates with test names, to see which held-out part a model fails on
+    (:func:`factor_prompts`). Raises ValueError on exit if a named list was never drawn."""
+    check_split("draw_from", split)
+    entries = {str(x): (split, []) for x in lists}
+    token = _DRAW_FROM.set({**(_DRAW_FROM.get() or {}), **entries})
+    try:
+        yield
+    finally:
+        _DRAW_FROM.reset(token)
+    unused = sorted(k for k, (_, hits) in entries.items() if not hits)
+    if unused:
+        raise ValueError(
+            f"draw_from: no list named {unused} was drawn; a list is named by its salt, "
+            "'task/kind' (e.g. 'ioi/name', 'docstring/header')."
+        )
+
+
+def factor_prompts(
+    task: str,
+    n: int,
+    held_out: Sequence[str],
+    seed: int = 0,
+    split: str = "test",
+    base: str = "train",
+    **options,
+):
+    """`n` prompts of `task` whose `held_out` kinds (keys of `SPLIT_SETS[task]`, e.g.
+    ("name",) or ("frame", "setting", "action")) come from `split` and every other kind from
+    `base`: which held-out part of a prompt a model fails on. `held_out=()` gives
+    `generate(task, n, seed, split=base)` itself."""
+    from mechjax.data.tasks import base as B
+
+    kinds = tuple(B.SPLIT_SETS[task](base)) if task in B.SPLIT_SETS else ()
+    bad = sorted(set(held_out) - set(kinds))
+    if bad:
+        raise ValueError(f"factor_prompts({task!r}): unknown kinds {bad}; valid: {kinds}.")
+    with draw_from(split, [f"{task}/{k}" for k in held_out]):
+        return B.generate(task, n, seed=seed, split=base, **options)
 
 
 @dataclasses.dataclass(frozen=True)
