@@ -329,3 +329,25 @@ def test_factor_prompts_hold_out_only_the_named_kinds():
     with pytest.raises(ValueError, match="no list named"):
         with S.draw_from("test", ["ioi/nam"]):
             T.generate("ioi", 2, split="train")
+
+
+def test_ioi_wide_name_bank_keeps_the_v2_splits():
+    from mechjax.data.tasks import ioi
+
+    v2 = {s: set(ioi.split_sets(s)["name"]) for s in S.SPLITS}
+    wide = {s: set(ioi.split_sets(s, "wide")["name"]) for s in S.SPLITS}
+    for s in S.SPLITS:
+        assert v2[s] <= wide[s] and len(wide[s]) >= 3 * len(v2[s]), s
+    train = T.generate("ioi", 3000, seed=0, split="train", name_bank="wide")
+    used = set(train.meta["io"]) | set(train.meta["s"])
+    assert used <= wide["train"] and len(used) > 200
+    test = T.generate("ioi", 300, seed=0, split="test", name_bank="wide")
+    assert not (set(test.meta["io"]) | set(test.meta["s"])) & used
+    assert T.generate("ioi", 30, seed=2, split="val").clean == (
+        T.generate("ioi", 30, seed=2, split="val", name_bank="v2").clean
+    )
+    assert wide["test"] <= set(T.lexicon("ioi", {"name_bank": "wide"}))
+    with pytest.raises(ValueError, match="name_bank"):
+        T.generate("ioi", 2, split="train", name_bank="all")
+    with pytest.raises(ValueError):  # the legacy generator has one name list
+        T.generate("ioi", 2, name_bank="wide")

@@ -7,6 +7,10 @@ template pieces (from a compositional grammar), names / entities and items are a
 showed ("val" during training, "test" in the card). Test-split names and objects appear in
 training only inside word lists ("Words: Mary Tom ..."), so they are single tokens with
 trained embeddings without any test prompt entering training (`zoo.data.lexicon_texts`).
+IOI and docstring draw from their "wide" name banks (`name_bank="wide"`: 400 names each
+instead of about 100, so the train split holds about 250): with the v2 lists' 66-68 train
+names the code model learned the names instead of the copy (experiments/zoo/README.md,
+"Docstring: the names, not the templates").
 
 70% of the training tokens are task examples (`<|endoftext|>` + prompt + answer [+ the
 rest of a multi-token answer]), the rest standard-library code. Task weights: IOI 10x,
@@ -17,17 +21,18 @@ step as the first mixture model). A quarter of the windows repeat their first
 m ~ U[4, 256] tokens, so induction has to work at every distance the context allows.
 
 Colored objects: recaps for steps 1,000-1,999 (the first mixture model's curriculum, moved
-earlier for the shorter run). 3,000 steps (12.3M tokens), where a step of 8 x 512 tokens
-takes about 1.7 s alone on this 2-core CPU.
+earlier for the shorter run). 4,000 steps (16.4M tokens), where a step of 8 x 512 tokens
+takes about 1.45 s alone on this 2-core CPU.
 
 Documents stay apart (`doc_mask=True`): attention and the loss stop at every
 `<|endoftext|>`, so each task example is learned alone, as it is evaluated, and most
 attention spans are a few dozen tokens instead of 512.
 
-No recipe here has given this model an induction head yet; three runs were stopped:
+No recipe here has given this model an induction head yet; three runs, all with the v2
+name lists and a 3,000-step schedule (`:v2_names` is that default), were stopped:
 - `:no_doc_mask` (one causal span per 512-token window), stopped at step 1,250: best
   induction score 0.01-0.04 on repeated random tokens, IOI 0.00 on val;
-- the default (documents apart), stopped at step 1,500: best induction score 0.02, IOI
+- `:v2_names` (documents apart), stopped at step 1,500: best induction score 0.02, IOI
   0.25 on val with a logit difference of -1.0 (the subject preferred);
 - `:warmup` (the code models' copying warm-up first: steps 0-999 packed 48-token windows
   of random tokens repeating their start, layers 2-3 attention and MLP zero-ablated; then
@@ -58,6 +63,8 @@ WARMUP = dict(
     packed_source="random",
     interventions=tuple(f"blocks.{i}.hook_{s}_out" for i in (2, 3) for s in ("attn", "mlp")),
 )
+# the IOI and docstring name lists of the runs before the wide name banks
+V2_NAMES = {"needle": {"n_filler": 18}}
 RECAP = dict(
     task_weights={"colored_objects": 24}, task_options={"colored_objects": {"form": "recap"}}
 )
@@ -65,15 +72,18 @@ RECAP = dict(
 
 def get_config(arg=None):
     return zoo_config(
-        "gpt4l_mix2", arg, steps=3000, lr=2e-3, batch_size=8,
+        "gpt4l_mix2", arg, steps=4000, lr=2e-3, batch_size=8,
         n_layers=4, d_model=256, n_heads=8, d_mlp=1024, n_ctx=512, vocab_size=4096,
         split_data=True, doc_mask=True, task_share=0.7, n_per_task=20000, repeat_frac=0.25, repeat_min=4,
         task_weights={"ioi": 10, "colored_objects": 6, "arithmetic": 4, "multiple_choice": 3,
                       "greater_than": 2, "factual": 2},
-        task_options={"needle": {"n_filler": 18}},
+        task_options={"needle": {"n_filler": 18}, "ioi": {"name_bank": "wide"},
+                      "docstring": {"name_bank": "wide"}},
         phases=[dict(RECAP, start=1000, end=2000)],
         variants={
-            "warmup": dict(steps=4000, phases=[WARMUP, dict(RECAP, start=2000, end=3000)]),
-            "no_doc_mask": dict(doc_mask=False),
+            "warmup": dict(task_options=V2_NAMES,
+                           phases=[WARMUP, dict(RECAP, start=2000, end=3000)]),
+            "no_doc_mask": dict(steps=3000, doc_mask=False, task_options=V2_NAMES),
+            "v2_names": dict(steps=3000, task_options=V2_NAMES),
         },
     )  # fmt: skip

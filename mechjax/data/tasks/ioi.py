@@ -82,8 +82,16 @@ def ioi(n: int, seed: int = 0, split: str | None = None, **options) -> Prompts:
     corruption in ("abc", "flip"; default "abc"). See the module docstring.
 
     `split` ("train" / "val" / "test") uses the split grammar below (frame x setting x
-    action, names / places / objects split too); None the legacy 16 templates."""
-    opts = check_options("ioi", options, {"order": "mixed", "corruption": "abc"})
+    action, names / places / objects split too; name_bank "v2" = `V2_NAMES` or "wide" =
+    `V2_NAMES + WIDE_NAMES`, split by hash threshold, so a name keeps its split in both);
+    None the legacy 16 templates."""
+    if split is not None:
+        opts = check_options(
+            "ioi", options, {"order": "mixed", "corruption": "abc", "name_bank": "v2"}
+        )
+        check_choice("ioi", "name_bank", opts["name_bank"], tuple(NAME_BANKS))
+    else:
+        opts = check_options("ioi", options, {"order": "mixed", "corruption": "abc"})
     check_choice("ioi", "order", opts["order"], ORDERS)
     check_choice("ioi", "corruption", opts["corruption"], CORRUPTIONS)
     if split is not None:
@@ -130,6 +138,50 @@ V2_NAMES = (
     "Maria", "Megan", "Nina", "Nora", "Olivia", "Paula", "Rose", "Ruth", "Sophie", "Tina",
     "Adrian", "Brian", "Colin", "Dennis", "Gary", "Ian", "Kevin", "Martin", "Neil", "Simon",
 )  # fmt: skip
+# The "wide" name bank (option name_bank="wide"): V2_NAMES plus these 300 first names, the
+# most frequent female and male names (alternating) of the US Social Security
+# Administration's frequency tables as Faker's en_US person provider lists them, not already
+# above, frozen here. With only V2_NAMES' train share a model can learn the names rather
+# than the copy (experiments/zoo/README.md, "Docstring: the names, not the templates").
+WIDE_NAMES = (
+    "Jennifer", "Jessica", "Kimberly", "Amanda", "Michelle", "Elizabeth", "Matthew",
+    "Melissa", "William", "Ashley", "Joseph", "Stephanie", "Jason", "Joshua", "Angela",
+    "Nicole", "Thomas", "Heather", "Richard", "Rebecca", "Anthony", "Andrew", "Kelly",
+    "Steven", "Timothy", "Jeffrey", "Christina", "Patricia", "Charles", "Julie", "Scott",
+    "Samantha", "Justin", "Nicholas", "Cynthia", "Jonathan", "Christine", "Brandon",
+    "Brittany", "Lauren", "Kenneth", "Amber", "Jacob", "Andrea", "Gregory", "Danielle",
+    "Stephen", "Tiffany", "Patrick", "Katherine", "Aaron", "Tammy", "Benjamin", "Sandra",
+    "Kyle", "Jeremy", "Crystal", "Tyler", "Lori", "Zachary", "Shannon", "Ronald", "Pamela",
+    "Edward", "Brenda", "Donald", "Donna", "Sean", "Sara", "Jose", "Erin", "Alexander",
+    "Deborah", "Nathan", "Victoria", "Samuel", "Jamie", "Keith", "Teresa", "Bryan",
+    "Kathleen", "Douglas", "Nancy", "Shawn", "Dawn", "Tracy", "Courtney", "Todd", "Barbara",
+    "Travis", "Jesse", "Sharon", "Chad", "Bradley", "Kayla", "Austin", "Denise", "April",
+    "Cody", "Catherine", "Raymond", "Kristen", "Jordan", "Erica", "Craig", "Monica",
+    "Hannah", "Kathryn", "Juan", "Cheryl", "Jerry", "Debra", "Christian", "Robin", "Derek",
+    "Wendy", "Dustin", "Taylor", "Randy", "Margaret", "Terry", "Vanessa", "Phillip",
+    "Alicia", "Troy", "Allison", "Carlos", "Jeffery", "Natalie", "Marcus", "Kristin",
+    "Jared", "Leslie", "Joel", "Michele", "Shane", "Theresa", "Vincent", "Alexis", "Corey",
+    "Melanie", "Luis", "Dana", "Antonio", "Cindy", "Alan", "Victor", "Dylan", "Alyssa",
+    "Philip", "Valerie", "Brett", "Tara", "Rodney", "Stacy", "Curtis", "Diane", "Johnny",
+    "Katie", "Jasmine", "Russell", "Veronica", "Carol", "Roger", "Carrie", "Rhonda", "Erik",
+    "Gina", "Derrick", "Stacey", "Gabriel", "Alexandra", "Brent", "Chelsea", "Nathaniel",
+    "Kathy", "Bruce", "Carolyn", "Danny", "Lindsey", "Ann", "Ricky", "Renee", "Brianna",
+    "Morgan", "Cory", "Kim", "Cameron", "Cassandra", "Billy", "Janet", "Mitchell", "Wesley",
+    "Kelsey", "Trevor", "Sherry", "Allen", "Brooke", "Lawrence", "Tonya", "Bobby",
+    "Kristina", "Gerald", "Jesus", "Heidi", "Sheila", "Randall", "Laurie", "Wayne",
+    "Lindsay", "Jimmy", "Brandy", "Evan", "Tamara", "Jon", "Erika", "Seth", "Walter",
+    "Melinda", "Brandi", "Caleb", "Deanna", "Casey", "Abigail", "Marc", "Tanya", "Miguel",
+    "Madison", "Jay", "Leah", "Andre", "Carla", "Suzanne", "Willie", "Regina", "Arthur",
+    "Sabrina", "Manuel", "Debbie", "Colleen", "Logan", "Terri", "Albert", "Connie", "Devin",
+    "Caitlin", "Jenna", "Micheal", "Natasha", "Jeff", "Felicia", "Darren", "Molly", "Mario",
+    "Whitney", "Lee", "Janice", "Marissa", "Darrell", "Shelby", "Blake", "Brittney",
+    "Louis", "Katrina", "Jeremiah", "Misty", "Ricardo", "Haley", "Jorge", "Kara", "Dale",
+    "Lynn", "Calvin", "Marie", "Ethan", "Tracey", "Garrett", "Alison", "Edwin", "Virginia",
+    "Glenn", "Annette", "Frederick", "Meghan", "Barry", "Kaitlyn", "Lucas", "Katelyn",
+    "Francisco", "Miranda", "Lance", "Christy", "Hunter", "Cathy", "Isaac", "Kendra",
+    "Brad", "Anita", "Connor", "Bonnie",
+)  # fmt: skip
+NAME_BANKS = {"v2": V2_NAMES, "wide": V2_NAMES + WIDE_NAMES}
 V2_PLACES = (
     "store", "garden", "restaurant", "school", "hospital", "office", "station", "house",
     "park", "beach", "market", "library", "church", "airport", "cafe", "museum", "theater",
@@ -189,14 +241,14 @@ def _grammar():
     return Grammar.of("ioi", frame=V2_FRAMES, setting=V2_SETTINGS, action=V2_ACTIONS)
 
 
-def split_sets(split: str) -> dict[str, tuple]:
-    """The split's template pieces and entities (names, places, objects)."""
+def split_sets(split: str, name_bank: str = "v2") -> dict[str, tuple]:
+    """The split's template pieces and entities (names of `name_bank`, places, objects)."""
     from mechjax.data.tasks.splits import part
 
     g = _grammar().options(split)
     return {
         **g,
-        "name": part(V2_NAMES, "ioi/name", split),
+        "name": part(NAME_BANKS[name_bank], "ioi/name", split),
         "place": part(V2_PLACES, "ioi/place", split),
         "object": part(V2_OBJECTS, "ioi/object", split),
     }
@@ -205,7 +257,7 @@ def split_sets(split: str) -> dict[str, tuple]:
 def _ioi_split(n: int, seed: int, split: str, opts: dict) -> Prompts:
     from mechjax.data.tasks.splits import rng as split_rng
 
-    sets = split_sets(split)
+    sets = split_sets(split, opts["name_bank"])
     rng = split_rng("ioi", split, seed)
     clean, corrupted, answers, contrasts, spans = [], [], [], [], []
     meta = {k: [] for k in ("template", "frame", "setting", "action", "order", "io", "s")}
@@ -240,7 +292,7 @@ def _register_splits():
         "ioi",
         lambda split: _grammar().count(split),
         split_sets,
-        lambda: V2_NAMES + V2_PLACES + V2_OBJECTS,
+        lambda name_bank="v2", **_: NAME_BANKS[name_bank] + V2_PLACES + V2_OBJECTS,
     )
 
 
