@@ -377,10 +377,10 @@ def test_task_subset_mixes_in_only_those_tasks(tmp_path, monkeypatch):
 
 
 def test_v2_code_model_docstring_on_test_split():
-    """attn2l_code2 trained on docstrings of the `train` split: on `test` prompts (held-out
-    def headers, openings, line forms and names; none seen in training) it prefers the right
-    parameter to the def's other names, and the random-def corruption removes that. (Its top-1 is
-    low: the task is not solved; experiments/zoo/README.md.)"""
+    """attn2l_code2 trained on docstrings of the `train` split (the wide name bank): on `test`
+    prompts (held-out def headers, openings, line forms and names; none seen in training) it
+    prefers the right parameter to the def's other names, and the random-def corruption
+    removes that. (Its top-1 is low: the task is not solved; experiments/zoo/README.md.)"""
     model, params, tok = zoo.load("attn2l_code2")
     card = zoo.card("attn2l_code2")
     assert card["data"]["tasks"] == ["docstring"] and card["data"]["split_data"]
@@ -388,4 +388,5 @@ def test_v2_code_model_docstring_on_test_split():
     assert args["split"] == "test"
     r = E.task_table(model, params, tok, ("docstring",), n=128, **args)["docstring"]
     assert r["seen"] == 0.0
-    assert r["logit_diff"] > 0.5 and r["logit_diff"] > r["logit_diff_corrupted"] + 0.8
+    assert args["options"] == {"docstring": {"name_bank": "wide"}}
+    assert r["logit_diff"] > 1.0 and r["logit_diff"] > r["logit_diff_corrupted"] + 1.5

@@ -10,7 +10,9 @@ trained embeddings without any test prompt entering training (`zoo.data.lexicon_
 IOI and docstring draw from their "wide" name banks (`name_bank="wide"`: 400 names each
 instead of about 100, so the train split holds about 250): with the v2 lists' 66-68 train
 names the code model learned the names instead of the copy (experiments/zoo/README.md,
-"Docstring: the names, not the templates").
+"Docstring: the names, not the templates"). The vocabulary is 6,144: at 4,096 the 1,523
+lexicon words no longer all merge (73 of 84 IOI val names and 32 of 85 docstring test names
+stayed in pieces), so their prompts could not be encoded.
 
 70% of the training tokens are task examples (`<|endoftext|>` + prompt + answer [+ the
 rest of a multi-token answer]), the rest standard-library code. Task weights: IOI 10x,
@@ -64,7 +66,7 @@ WARMUP = dict(
     interventions=tuple(f"blocks.{i}.hook_{s}_out" for i in (2, 3) for s in ("attn", "mlp")),
 )
 # the IOI and docstring name lists of the runs before the wide name banks
-V2_NAMES = {"needle": {"n_filler": 18}}
+V2_NAMES = dict(vocab_size=4096, task_options={"needle": {"n_filler": 18}})
 RECAP = dict(
     task_weights={"colored_objects": 24}, task_options={"colored_objects": {"form": "recap"}}
 )
@@ -73,7 +75,7 @@ RECAP = dict(
 def get_config(arg=None):
     return zoo_config(
         "gpt4l_mix2", arg, steps=4000, lr=2e-3, batch_size=8,
-        n_layers=4, d_model=256, n_heads=8, d_mlp=1024, n_ctx=512, vocab_size=4096,
+        n_layers=4, d_model=256, n_heads=8, d_mlp=1024, n_ctx=512, vocab_size=6144,
         split_data=True, doc_mask=True, task_share=0.7, n_per_task=20000, repeat_frac=0.25, repeat_min=4,
         task_weights={"ioi": 10, "colored_objects": 6, "arithmetic": 4, "multiple_choice": 3,
                       "greater_than": 2, "factual": 2},
@@ -81,9 +83,8 @@ def get_config(arg=None):
                       "docstring": {"name_bank": "wide"}},
         phases=[dict(RECAP, start=1000, end=2000)],
         variants={
-            "warmup": dict(task_options=V2_NAMES,
-                           phases=[WARMUP, dict(RECAP, start=2000, end=3000)]),
-            "no_doc_mask": dict(steps=3000, doc_mask=False, task_options=V2_NAMES),
-            "v2_names": dict(steps=3000, task_options=V2_NAMES),
+            "warmup": dict(V2_NAMES, phases=[WARMUP, dict(RECAP, start=2000, end=3000)]),
+            "no_doc_mask": dict(V2_NAMES, steps=3000, doc_mask=False),
+            "v2_names": dict(V2_NAMES, steps=3000),
         },
     )  # fmt: skip
