@@ -8,7 +8,10 @@ steps. Heimersheim &
 Janiak found the docstring circuit in a 4-layer attention-only model; this is our small
 stand-in, evaluated on held-out templates and names.
 
-Trained once (8,000 steps, 55 min): the induction circuit formed (layer-0 previous-token
+The docstring task draws from its "wide" name bank (`name_bank="wide"`, 251 train names;
+see attn2l_code2.py); `:v2_names` is the run below, with the v2 list's 68 train names.
+
+Trained once with v2 names (8,000 steps, 55 min): the induction circuit formed (layer-0 previous-token
 head 0.98, layer-1 induction heads 0.88), docstring completion did not (top-1 0.00 on 64 val
 prompts, logit difference -1.15); not shipped (experiments/zoo/README.md, "Zoo v2 code
 models").
@@ -30,4 +33,6 @@ def get_config(arg=None):
         phases=[dict(start=0, end=2000, windows="packed", packed_len=48, packed_source="random",
                      packed_vocab=1024,
                      interventions=("blocks.2.hook_attn_out", "blocks.3.hook_attn_out"))],
+        task_options={"docstring": {"name_bank": "wide"}},
+        variants={"v2_names": dict(task_options={})},
     )  # fmt: skip
