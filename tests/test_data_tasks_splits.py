@@ -351,3 +351,20 @@ def test_ioi_wide_name_bank_keeps_the_v2_splits():
         T.generate("ioi", 2, split="train", name_bank="all")
     with pytest.raises(ValueError):  # the legacy generator has one name list
         T.generate("ioi", 2, name_bank="wide")
+
+
+@pytest.mark.parametrize("name", TASKS)
+def test_factor_prompts_of_every_kind_draw_from_the_held_out_split(name):
+    """Every kind of every task can be held out alone (draw_from finds its list), and a
+    split-derived cache does not leak: plain train prompts are the same before and after."""
+    before = T.generate(name, 20, seed=5, split="train").clean
+    test_sets = T.SPLIT_SETS[name]("test")
+    checked = 0
+    for kind in T.SPLIT_SETS[name]("train"):
+        p = S.factor_prompts(name, 40, (kind,), seed=5)
+        assert len(p.clean) == 40
+        if kind in p.meta:  # the held-out kind's values come from test
+            assert set(_flat(p.meta[kind])) <= set(test_sets[kind]), kind
+            checked += 1
+    assert T.generate(name, 20, seed=5, split="train").clean == before
+    assert checked or name == "factual", name  # (factual: only template kinds, no meta)

@@ -202,7 +202,9 @@ _PAIR_CACHE: dict = {}
 
 def _split_pairs(split: str, op: str, top: int):
     """[(a, b), ...] of the split with operands and result in 0..top, and by digit class."""
-    key = (split, op, top)
+    from mechjax.data.tasks.splits import draw_key
+
+    key = (split, op, top, draw_key())
     if key not in _PAIR_CACHE:
         from mechjax.data.tasks.splits import part
 

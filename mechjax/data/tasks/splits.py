@@ -121,24 +121,32 @@ def part(items: Sequence, salt: str, split: str, min_each: int = 3, rank: bool =
     return partition(items, salt, min_each, rank)[split]
 
 
+def draw_key() -> tuple:
+    """The enclosing :func:`draw_from` overrides as a hashable key ((prefix, split), ...), for
+    caches of split-derived lists (so a cached "train" list never holds overridden items)."""
+    return tuple(sorted((k, v[0]) for k, v in (_DRAW_FROM.get() or {}).items()))
+
+
 # {salt prefix: (split, salts seen)} set by `draw_from`
 _DRAW_FROM: contextvars.ContextVar[dict | None] = contextvars.ContextVar("draw_from", default=None)
 
 
 @contextlib.contextmanager
-def draw_from(split: str, lists: Sequence[str]):
+def draw_from(split: str, lists: Sequence):
     """Inside the block, the lists named in `lists` ("task/kind", e.g. "ioi/name", which also
-    covers "task/kind/..." sub-lists) come from `split` whatever split a generator asks for:
-    e.g. train templates with test names, to see which held-out part a model fails on
-    (:func:`factor_prompts`). Raises ValueError on exit if a named list was never drawn."""
+    covers "task/kind/..." sub-lists; or a tuple of alternative names for one list) come from
+    `split` whatever split a generator asks for: e.g. train templates with test names, to see
+    which held-out part a model fails on (:func:`factor_prompts`). Raises ValueError on exit
+    if a named list (none of its alternatives) was never drawn."""
     check_split("draw_from", split)
-    entries = {str(x): (split, []) for x in lists}
+    groups = [(x,) if isinstance(x, str) else tuple(x) for x in lists]
+    entries = {str(x): (split, []) for g in groups for x in g}
     token = _DRAW_FROM.set({**(_DRAW_FROM.get() or {}), **entries})
     try:
         yield
     finally:
         _DRAW_FROM.reset(token)
-    unused = sorted(k for k, (_, hits) in entries.items() if not hits)
+    unused = sorted(g[0] for g in groups if not any(entries[x][1] for x in g))
     if unused:
         raise ValueError(
             f"draw_from: no list named {unused} was drawn; a list is named by its salt, "
@@ -165,7 +173,10 @@ def factor_prompts(
     bad = sorted(set(held_out) - set(kinds))
     if bad:
         raise ValueError(f"factor_prompts({task!r}): unknown kinds {bad}; valid: {kinds}.")
-    with draw_from(split, [f"{task}/{k}" for k in held_out]):
+    # a kind is the list `task/kind`, or a sub-grammar's (needle's filler_subject is the list
+    # needle_filler/subject)
+    names = [(f"{task}/{k}", f"{task}_{k.replace('_', '/', 1)}") for k in held_out]
+    with draw_from(split, names):
         return B.generate(task, n, seed=seed, split=base, **options)
 
 

@@ -156,9 +156,15 @@ def split_sets(split: str) -> dict[str, tuple]:
     return {**_grammar().options(split), "run": runs}
 
 
-@functools.lru_cache(maxsize=8)
 def _split_runs(split: str) -> dict[str, tuple[tuple[int, int], ...]]:
     """{kind: ((start, length), ...)} of the split's runs."""
+    from mechjax.data.tasks.splits import draw_key
+
+    return _split_runs_cached(split, draw_key())
+
+
+@functools.lru_cache(maxsize=8)
+def _split_runs_cached(split: str, _draw: tuple) -> dict[str, tuple[tuple[int, int], ...]]:
     from mechjax.data.tasks.splits import part
 
     out = {}
