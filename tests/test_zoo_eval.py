@@ -78,3 +78,20 @@ def test_factor_table_rows_hold_out_one_kind_at_a_time(setup):
     assert (
         kinds[0] == () and ("name",) in kinds and kinds[-1] == tuple(T.SPLIT_SETS["ioi"]("train"))
     )
+
+
+def test_copying_at_every_distance_separates_a_copier_from_a_random_model():
+    from mechjax import zoo
+
+    assert E.copy_distances(128) == (4, 8, 16, 32, 63)
+    assert E.copy_distances(512)[-2:] == (128, 255)
+    model, params, tok = zoo.load("attn2l_code")  # induction heads (its card)
+    rows = E.copying(model, params, tok, n=8)
+    assert tuple(rows) == E.copy_distances(model.cfg.n_ctx)
+    for d, r in rows.items():
+        assert r["gain"] > 4.0 and r["accuracy"] > 0.2, (d, r)  # (card: 6.0-6.9, 0.26-0.37)
+    fresh = mj.init(model, jax.random.key(0))
+    for d, r in E.copying(model, fresh, tok, distances=(8, 63), n=8).items():
+        assert abs(r["gain"]) < 0.5 and r["accuracy"] < 0.05, (d, r)
+    md = E.markdown("m", None, None, None, rows)
+    assert md.count("\n| ") == len(rows) and "copy gain" in md

@@ -57,11 +57,12 @@ def _table(names, n: int, out: str | None, plots: str | None) -> int:
             ),
             "code": E.code_loss(model, params, tok),
             "heads": {k: v.tolist() for k, v in E.head_scores(model, params, tok).items()},
+            "copying": E.copying(model, params, tok),
         }
         import numpy as np
 
         heads = {k: np.asarray(v) for k, v in result["heads"].items()}
-        md = E.markdown(name, result["tasks"], result["code"], heads)
+        md = E.markdown(name, result["tasks"], result["code"], heads, result["copying"])
         skipped = result["tasks"].get("_skipped")
         if skipped:
             md += "\n\nnot evaluated (tokenizer): " + "; ".join(skipped)

@@ -233,8 +233,67 @@ def head_scores(model, params, tokenizer, n: int = 32, length: int = 50, seed: i
     }
 
 
-def markdown(name: str, tasks: dict | None, code: dict | None, heads: dict | None) -> str:
-    """The model-card tables as markdown."""
+def copy_distances(n_ctx: int) -> tuple[int, ...]:
+    """Repeat distances 4, 8, 16, ... up to the longest a context of `n_ctx` allows (BOS +
+    d tokens + their repeat fit: d <= (n_ctx - 1) // 2)."""
+    top = (n_ctx - 1) // 2
+    ds = [d for d in (4, 8, 16, 32, 64, 128, 256, 512, 1024) if d <= top]
+    return tuple(ds + ([top] if ds and ds[-1] != top else []))
+
+
+def copying(model, params, tokenizer, distances=None, n: int = 16, seed: int = 0):
+    """Does the model copy at every repeat distance its context allows? For each distance d
+    (default :func:`copy_distances`), `n` sequences of BOS + d random tokens + the same d
+    again (ids from [1, vocab)). Returns {d: {first, second, gain, accuracy}}: the mean
+    next-token loss on the first showing and on the repeat (its first token excluded, which
+    cannot be predicted), their difference (nats; ln vocab is a uniform guess), and top-1
+    accuracy on the repeat (chance 1 / vocab)."""
+    from mechjax.analysis.metrics import next_token_loss as ntl
+
+    vocab = tokenizer.get_vocab_size()
+    bos = tokenizer.token_to_id(D.BOS)
+    rng = np.random.default_rng(seed)
+    out = {}
+    for d in distances or copy_distances(model.cfg.n_ctx):
+        r = rng.integers(1, vocab, (n, d))
+        toks = np.concatenate([np.full((n, 1), bos), r, r], axis=1).astype(np.int32)
+        logits, _ = run(model, params, toks)
+        nll = np.asarray(ntl(logits, toks))  # [n, 2d]: loss of predicting token t + 1
+        pred = np.asarray(logits[:, :-1].argmax(-1))
+        first, second = nll[:, 1:d], nll[:, d + 1 :]
+        acc = (pred[:, d + 1 :] == toks[:, d + 2 :]).mean()
+        out[int(d)] = {
+            "first": float(first.mean()),
+            "second": float(second.mean()),
+            "gain": float(first.mean() - second.mean()),
+            "accuracy": float(acc),
+        }
+    return out
+
+
+def copying_markdown(rows: dict) -> str:
+    """:func:`copying` as a markdown table."""
+    lines = [
+        "| repeat distance (tokens) | loss, first showing | loss, repeat | copy gain (nats) "
+        "| top-1 on the repeat |",
+        "|---|---|---|---|---|",
+    ]
+    for d, r in rows.items():
+        lines.append(
+            f"| {d} | {r['first']:.2f} | {r['second']:.2f} | {r['gain']:.2f} "
+            f"| {r['accuracy']:.3f} |"
+        )
+    return "\n".join(lines)
+
+
+def markdown(
+    name: str,
+    tasks: dict | None,
+    code: dict | None,
+    heads: dict | None,
+    copy: dict | None = None,
+) -> str:
+    """The model-card tables as markdown (`copy`: :func:`copying` rows)."""
     lines = []
     if code:
         lines += [
@@ -260,6 +319,8 @@ def markdown(name: str, tasks: dict | None, code: dict | None, heads: dict | Non
             f"| previous token | {top(pt)} |",
             "",
         ]
+    if copy:
+        lines += [copying_markdown(copy), ""]
     rows = {t: r for t, r in (tasks or {}).items() if not t.startswith("_")}
     if rows:
         base = all("shortcut" in r for r in rows.values())
