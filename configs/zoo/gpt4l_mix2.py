@@ -65,6 +65,14 @@ WARMUP = dict(
     packed_source="random",
     interventions=tuple(f"blocks.{i}.hook_{s}_out" for i in (2, 3) for s in ("attn", "mlp")),
 )
+# steps 0-999 on the mixture itself (full windows) with layers 2 and 3 switched off, so that
+# the previous-token head has to form in layer 0 or 1, where a later head can compose with
+# it (the default run's formed in layer 2, as in the code models' failed warm-ups)
+TWO_LAYER_START = dict(
+    start=0,
+    end=1000,
+    interventions=tuple(f"blocks.{i}.hook_{s}_out" for i in (2, 3) for s in ("attn", "mlp")),
+)
 # the IOI and docstring name lists of the runs before the wide name banks
 V2_NAMES = dict(vocab_size=4096, task_options={"needle": {"n_filler": 18}})
 RECAP = dict(
@@ -86,5 +94,6 @@ def get_config(arg=None):
             "warmup": dict(V2_NAMES, phases=[WARMUP, dict(RECAP, start=2000, end=3000)]),
             "no_doc_mask": dict(V2_NAMES, steps=3000, doc_mask=False),
             "v2_names": dict(V2_NAMES, steps=3000),
+            "two_layer_start": dict(phases=[TWO_LAYER_START, dict(RECAP, start=1000, end=2000)]),
         },
     )  # fmt: skip
