@@ -390,3 +390,35 @@ def test_v2_code_model_docstring_on_test_split():
     assert r["seen"] == 0.0
     assert args["options"] == {"docstring": {"name_bank": "wide"}}
     assert r["logit_diff"] > 1.0 and r["logit_diff"] > r["logit_diff_corrupted"] + 1.5
+
+
+def test_factors_read_a_run_checkpoint_before_its_report(tmp_path, monkeypatch, capsys):
+    """`zoo.load_checkpoint` (and `python -m mechjax.zoo factors RUN_DIR`) read an unfinished
+    run: without the report's tokenizer.json, the run's data build gives the same tokenizer."""
+    from mechjax.cli import main
+    from mechjax.zoo.__main__ import main as zoo_main
+
+    monkeypatch.setenv("MECHJAX_CACHE", str(tmp_path / "cache"))
+    work = tmp_path / "run"
+    cfg = os.path.join(ROOT, "configs/zoo/attn2l_code2.py")
+    assert main(["run", cfg + ":runlocal", "--workdir", str(work), "--config.total_steps=2"]) == 0
+    saved = (work / "tokenizer.json").read_text()
+    (work / "tokenizer.json").unlink()  # as while the run is still training
+    model, params, tok = zoo.load_checkpoint(str(work))
+    assert tok.to_str() == saved or tok.get_vocab() == json.loads(saved)["model"]["vocab"]
+    ref_model, ref_params = mj.load_run(str(work))
+    toks = np.array([[0] + tok.encode("def f(x):\n    return x").ids])
+    np.testing.assert_array_equal(
+        np.asarray(mj.run(model, params, toks)[0]),
+        np.asarray(mj.run(ref_model, ref_params, toks)[0]),
+    )
+    assert (
+        zoo_main(["factors", str(work), "--task", "docstring", "--n", "4", "--held-out", "name"])
+        == 0
+    )
+    out = capsys.readouterr().out
+    assert "(step latest): docstring" in out and "| name | " in out
+    with pytest.raises(FileNotFoundError, match="does not look like a mechjax run directory"):
+        zoo.load_checkpoint(str(tmp_path))
+    with pytest.raises(FileNotFoundError, match="has no config.json"):
+        zoo.run_config(str(tmp_path))

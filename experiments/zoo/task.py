@@ -47,6 +47,7 @@ def model_config(t, vocab: int) -> mj.TransformerConfig:
         normalization_type="LN",
         positional_embedding_type=t.positional_embedding_type,
         act_fn="gelu_new",
+        tie_embeddings=bool(t.get("tie_embeddings", False)),
         name=t.name,
     )
 

@@ -107,6 +107,42 @@ def load(name: str, dtype: str = "float32"):
     return Transformer(cfg), {"params": _unflatten(flat)}, tokenizer
 
 
+def load_checkpoint(run_dir: str, step: int | None = None):
+    """`(model, params, tokenizer)` of a zoo training run's checkpoint, finished or not.
+
+    Args:
+      run_dir: the `--workdir` of `mechjax run configs/zoo/<name>.py`.
+      step: a checkpointed step (default the latest).
+
+    The tokenizer is the run's `tokenizer.json` once its report wrote it; before that, the
+    run's data build is redone from its `config.json` (`zoo.data.run_data`, from the on-disk
+    cache when it is there), which gives the same tokenizer.
+    """
+    from tokenizers import Tokenizer
+
+    from mechjax.train.load import load_run
+
+    model, params = load_run(run_dir, step=step)
+    saved = os.path.join(run_dir, "tokenizer.json")
+    if os.path.isfile(saved):
+        return model, params, Tokenizer.from_file(saved)
+    from mechjax.zoo import data as D
+
+    return model, params, D.run_data(run_config(run_dir)).tokenizer
+
+
+def run_config(run_dir: str) -> dict:
+    """The `config.json` a zoo run wrote (raises FileNotFoundError naming the folder)."""
+    f = os.path.join(run_dir, "config.json")
+    if not os.path.isfile(f):
+        raise FileNotFoundError(
+            f"{run_dir} has no config.json; pass the --workdir of a `mechjax run "
+            "configs/zoo/<name>.py`."
+        )
+    with open(f) as fh:
+        return json.load(fh)
+
+
 def export(run_dir: str, name: str, out_dir: str | None = None, dtype: str = "float16") -> str:
     """Writes the finished run `run_dir` as zoo model `name`; returns the folder.
 

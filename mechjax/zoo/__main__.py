@@ -1,9 +1,10 @@
-"""`python -m mechjax.zoo list | export RUN_DIR NAME | table [NAME ...] | factors NAME`.
+"""`python -m mechjax.zoo list | export RUN_DIR NAME | table [NAME ...] | factors NAME|RUN_DIR`.
 
 list    the shipped models, one line each (size, training time)
 export  write a finished `mechjax run configs/zoo/NAME.py --workdir RUN_DIR` into the zoo
 table   the model-card tables of shipped models, computed now from their weights
 factors which held-out part of a task's prompts (templates, names, ...) a model fails on
+        (NAME may be a training run's --workdir: its latest or --step checkpoint)
 """
 
 from __future__ import annotations
@@ -78,12 +79,19 @@ def _table(names, n: int, out: str | None, plots: str | None) -> int:
     return 0
 
 
-def _factors(name: str, task: str, n: int, held_out) -> int:
+def _factors(name: str, task: str, n: int, held_out, step: int | None = None) -> int:
     from mechjax import zoo
     from mechjax.zoo import evaluate as E
 
-    model, params, tok = zoo.load(name)
-    opts = (zoo.card(name)["data"].get("task_options") or {}).get(task) or {}
+    if os.path.isdir(name):  # a training run's checkpoint (finished or not)
+        model, params, tok = zoo.load_checkpoint(name, step)
+        opts = (zoo.run_config(name)["task"].get("task_options") or {}).get(task) or {}
+        name = f"{name} (step {step if step is not None else 'latest'})"
+    else:
+        if step is not None:
+            raise SystemExit("--step needs a run directory, not a shipped model name")
+        model, params, tok = zoo.load(name)
+        opts = (zoo.card(name)["data"].get("task_options") or {}).get(task) or {}
     factors = [tuple(k for k in h.split(",") if k) for h in held_out] if held_out else None
     print(f"### {name}: {task}, options {opts}\n")
     print(E.factor_markdown(E.factor_table(model, params, tok, task, factors, n, opts)))
@@ -105,8 +113,9 @@ def main(argv=None) -> int:
     t.add_argument("--json-dir", default=None, help="also write NAME.json here")
     t.add_argument("--plots", default=None, help="also write NAME.png (head scores, tasks) here")
     f = sub.add_parser("factors", help="a task's test-split kinds one at a time")
-    f.add_argument("name")
+    f.add_argument("name", help="a shipped model, or a run's --workdir (its latest checkpoint)")
     f.add_argument("--task", default="docstring")
+    f.add_argument("--step", type=int, default=None, help="a run's checkpointed step")
     f.add_argument("--n", type=int, default=256, help="prompts per row")
     f.add_argument(
         "--held-out",
@@ -116,7 +125,7 @@ def main(argv=None) -> int:
     )
     a = p.parse_args(argv)
     if a.cmd == "factors":
-        return _factors(a.name, a.task, a.n, a.held_out)
+        return _factors(a.name, a.task, a.n, a.held_out, a.step)
     if a.cmd == "list":
         return _list()
     if a.cmd == "export":

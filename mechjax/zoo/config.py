@@ -115,6 +115,10 @@ def zoo_config(
     # dict(start=2500, end=4500, task_weights={"colored_objects": 24},
     # task_options={"colored_objects": {"form": "recap"}}). All mixture phases share one
     # extra stream (zoo.data.build's early_task_*); evaluation always uses `task_options`.
+    # True: the unembedding is the embedding's transpose (logits = x @ W_E.T), so a head that
+    # moves a token's embedding raises that token's logit for every token alike, names that
+    # only word lists showed included
+    t.tie_embeddings = False
     t.eval_windows = 16
     t.eval_per_task = 64
     t.induction_length = 50

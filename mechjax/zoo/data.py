@@ -176,6 +176,22 @@ def build_kwargs(task_config) -> dict:
     )
 
 
+def run_data(config: dict):
+    """The data `build` of a zoo run from its config (`config.json` as a dict, or the
+    ConfigDict): the base mixture and its curriculum phases' mixture, as
+    `experiments/zoo/task.py` builds them, so the tokenizer is the run's."""
+    import ml_collections
+
+    from mechjax.zoo import config as ZC
+
+    if not isinstance(config, ml_collections.ConfigDict):
+        config = ml_collections.ConfigDict(config)
+    t = config.task
+    phases = ZC.check_zoo_phases(t, config.total_steps)
+    early_w, early_o = (plain(m) for m in ZC.phase_mixture(phases))
+    return build(**dict(build_kwargs(t), early_task_weights=early_w, early_task_options=early_o))
+
+
 def _cache_key(args: dict, files: list[str]) -> str:
     """Hash of the arguments, the corpus and the source of everything that shapes the data."""
     import hashlib
