@@ -368,3 +368,31 @@ def test_factor_prompts_of_every_kind_draw_from_the_held_out_split(name):
             checked += 1
     assert T.generate(name, 20, seed=5, split="train").clean == before
     assert checked or name == "factual", name  # (factual: only template kinds, no meta)
+
+
+def test_kind_lexicon_documents_hold_one_kind_each():
+    """`lexicon_form="kinds"`: every document lists words of one kind of one task under that
+    kind's heading, every lexicon word appears `copies` times, and bad forms are errors."""
+    opts = {"ioi": {"name_bank": "wide"}}
+    kinds = T.kind_lexicon("ioi", opts["ioi"])
+    assert set(kinds) == {"name", "place", "object"} and len(kinds["name"]) == 400
+    assert set(T.SPLIT_SETS["ioi"]("test", "wide")["name"]) <= set(kinds["name"])
+    assert "frame" not in kinds and T.kind_lexicon("arithmetic") == {}
+    docs = D.lexicon_texts(("ioi", "arithmetic"), copies=3, options=opts, form="kinds")
+    heads = {"Names": kinds["name"], "Places": kinds["place"], "Objects": kinds["object"]}
+    counts: dict[str, int] = {}
+    for d in docs:
+        head, body = d[:-1].split(":", 1)
+        words = body.split()
+        assert 0 < len(words) <= 24
+        if head != "Words":  # the kind's own words only
+            assert set(words) <= set(heads[head]), head
+        for w in words:
+            counts[w] = counts.get(w, 0) + 1
+    every = {w.strip() for w in D.lexicon_words(("ioi", "arithmetic"), opts)}
+    assert set(counts) == every and set(counts.values()) == {3}
+    assert any(d.startswith("Words: ") for d in docs)  # arithmetic's numbers have no kind
+    with pytest.raises(ValueError, match="form='names'; valid: words, kinds"):
+        D.lexicon_texts(("ioi",), form="names")
+    with pytest.raises(ValueError, match="lexicon_copies=0"):
+        D.build(vocab_size=400, task_share=0.2, split_data=True, lexicon_copies=0)

@@ -79,6 +79,7 @@ def curriculum_batch(
     repeat_frac,
     repeat_min,
     bos: int | None = None,
+    names: dict | None = None,
 ):
     """`batch(key, step)` of a zoo model with curriculum `phases` (checked by
     `zoo.config.check_zoo_phases`): `[batch, L]` windows of `stream` (`zoo.data.windows`);
@@ -91,10 +92,18 @@ def curriculum_batch(
     With `bos` (`task.doc_mask`), every batch has `segments`: the documents of each window
     (`doc_ids`, drawn with the same key, so a repeated row's copy carries its source's
     documents), and the loss and attention stay inside each document, as at evaluation, where
-    every task prompt is alone."""
+    every task prompt is alone.
+
+    With `names` ({"slots", "phase_slots", "pool", "frac", "bos"}: `zoo.data.name_slots` of
+    `stream` and `phase_stream`, the substitutes' ids, the share of documents), the names of
+    that share of the task documents become random word tokens at every step
+    (`zoo.data.substitute_names`); packed phases are left alone."""
     mixed = [bool(p["task_weights"] or p["task_options"]) for p in phases]
     packed = [p["windows"] == "packed" for p in phases]
     docs = None if bos is None else doc_ids(stream, bos)
+    if names:
+        slot_docs = doc_ids(stream, names["bos"])
+        phase_slot_docs = None if phase_stream is None else doc_ids(phase_stream, names["bos"])
     phase_docs = None if bos is None or phase_stream is None else doc_ids(phase_stream, bos)
 
     def batch(key, step):
@@ -112,6 +121,20 @@ def curriculum_batch(
             if phase_docs is not None:
                 seg = D.windows(k_long, phase_docs, batch_size, L, repeat_frac, repeat_min)
                 segments = jnp.where(on, seg, segments)
+        if names:
+            sl = D.windows(k_long, names["slots"], batch_size, L, repeat_frac, repeat_min)
+            dc = D.windows(k_long, slot_docs, batch_size, L, repeat_frac, repeat_min)
+            if any(mixed):
+                psl = D.windows(
+                    k_long, names["phase_slots"], batch_size, L, repeat_frac, repeat_min
+                )
+                pdc = D.windows(k_long, phase_slot_docs, batch_size, L, repeat_frac, repeat_min)
+                sl, dc = jnp.where(on, psl, sl), jnp.where(on, pdc, dc)
+            for p, is_packed in zip(phases, packed):
+                if is_packed:
+                    sl = jnp.where(ZC.in_phase(p, step), 0, sl)
+            k_names = jax.random.fold_in(key, 1)
+            toks = D.substitute_names(k_names, toks, sl, dc, names["pool"], names["frac"])
         if not any(packed) and docs is None:
             return {"tokens": toks}
         for p, m, is_packed in zip(phases, mixed, packed):
@@ -127,6 +150,31 @@ def curriculum_batch(
         return {"tokens": toks, "segments": segments}
 
     return batch
+
+
+def _name_substitution(t, data, options, bos):
+    """`curriculum_batch`'s `names` for `task.name_slots` (tasks whose train-split names are
+    replaced by random word tokens in a `task.name_slot_frac` share of their documents at
+    every step), or None."""
+    tasks = tuple(t.get("name_slots", ()) or ())
+    if not tasks:
+        return None
+    frac = float(t.get("name_slot_frac", 0.5))
+    if not 0.0 < frac <= 1.0 or not t.task_share > 0:
+        raise ConfigError(
+            f"config.task.name_slots={list(tasks)} needs task_share > 0 and 0 < name_slot_frac "
+            f"<= 1 (got task_share={t.task_share}, name_slot_frac={frac})."
+        )
+    slot_ids, pool = D.name_slot_ids(data.tokenizer, tasks, options)
+    slots = D.name_slots(data.train, slot_ids, bos)
+    phase = None if data.train_early is None else D.name_slots(data.train_early, slot_ids, bos)
+    return {
+        "slots": jnp.asarray(slots, jnp.int32),
+        "phase_slots": None if phase is None else jnp.asarray(phase, jnp.int32),
+        "pool": jnp.asarray(pool),
+        "frac": frac,
+        "bos": bos,
+    }
 
 
 def lm_loss(model):
@@ -218,6 +266,7 @@ def build(config) -> Task:
         t.repeat_frac,
         t.repeat_min,
         bos=bos if t.get("doc_mask", False) else None,
+        names=_name_substitution(t, data, options, bos),
     )
 
     loss = lm_loss(model)

@@ -119,6 +119,15 @@ def zoo_config(
     # moves a token's embedding raises that token's logit for every token alike, names that
     # only word lists showed included
     t.tie_embeddings = False
+    # the split-data lexicon documents (zoo.data.lexicon_texts): how many shuffled copies, and
+    # "words" (all tasks' words mixed) or "kinds" (one kind per document: "Names: ...")
+    t.lexicon_copies = 8
+    t.lexicon_form = "words"
+    # tasks whose train-split names are replaced, in a name_slot_frac share of their documents
+    # at every step, by random word tokens (zoo.data.substitute_names), e.g. ("ioi",): with a
+    # few hundred training names a model learns each name's route instead of the copy
+    t.name_slots = ()
+    t.name_slot_frac = 0.5
     t.eval_windows = 16
     t.eval_per_task = 64
     t.induction_length = 50

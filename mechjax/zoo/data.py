@@ -123,22 +123,47 @@ def task_prompts(
     return T.generate(name, n, seed=task_seed(name, seed, split), split=split, **opts)
 
 
-def lexicon_texts(
-    tasks=MIXTURE_TASKS, copies: int = 8, seed: int = 0, options: dict | None = None
-) -> list[str]:
-    """Short documents listing every entity word of every split of `tasks` ("Words: Mary
-    Tom ..."), in `copies` shuffled orders. Split-data builds add them to the tokenizer's
-    input and to the training stream, so that test-split names and objects are single tokens
-    with trained embeddings, without any test prompt entering training. `options`: {task:
-    generator options}, for lexicons that depend on them (docstring's `name_bank`)."""
+LEXICON_FORMS = ("words", "kinds")
 
+
+def lexicon_texts(
+    tasks=MIXTURE_TASKS,
+    copies: int = 8,
+    seed: int = 0,
+    options: dict | None = None,
+    form: str = "words",
+) -> list[str]:
+    """Short documents listing every entity word of every split of `tasks`, in `copies`
+    shuffled orders. Split-data builds add them to the tokenizer's input and to the training
+    stream, so that test-split names and objects are single tokens with trained embeddings,
+    without any test prompt entering training. `options`: {task: generator options}, for
+    lexicons that depend on them (docstring's `name_bank`).
+
+    `form="words"`: 24 words of all tasks mixed per document ("Words: Mary cup ...").
+    `form="kinds"`: one task's words of one kind per document, headed by the kind ("Names:
+    Mary Tom ...", "Places: ...", `mechjax.data.tasks.kind_lexicon`), so a held-out name
+    shares its contexts with the training names; words of no kind stay in "Words:" lists."""
+    from mechjax.data import tasks as T
+
+    if form not in LEXICON_FORMS:
+        raise ValueError(f"lexicon_texts: form={form!r}; valid: {', '.join(LEXICON_FORMS)}.")
+    if not isinstance(copies, int) or copies < 1:
+        raise ValueError(f"lexicon_texts: copies must be a positive int, got {copies!r}.")
     rng = np.random.default_rng(seed)
-    words = lexicon_words(tasks, options)
+    groups = [("Words", lexicon_words(tasks, options))]
+    if form == "kinds":
+        opts = options or {}
+        kinds = [(t, k, w) for t in tasks for k, w in T.kind_lexicon(t, opts.get(t)).items()]
+        covered = {x.strip() for _, _, w in kinds for x in w}
+        groups = [(k.capitalize() + "s", sorted({x.strip() for x in w})) for _, k, w in kinds]
+        rest = [w for w in lexicon_words(tasks, options) if w.strip() not in covered]
+        groups += [("Words", rest)] if rest else []
     out = []
     for _ in range(copies):
-        order = rng.permutation(len(words))
-        for i in range(0, len(order), 24):
-            out.append("Words:" + "".join(" " + words[j] for j in order[i : i + 24]) + ".")
+        for head, words in groups:
+            order = rng.permutation(len(words))
+            for i in range(0, len(order), 24):
+                out.append(f"{head}:" + "".join(" " + words[j] for j in order[i : i + 24]) + ".")
     return out
 
 
@@ -173,6 +198,8 @@ def build_kwargs(task_config) -> dict:
         early_task_options=plain(get("early_task_options", {}) or {}),
         split_data=bool(get("split_data", False)),
         tasks=tuple(get("tasks", ()) or ()) or None,
+        lexicon_copies=int(get("lexicon_copies", 8)),
+        lexicon_form=str(get("lexicon_form", "words")),
     )
 
 
@@ -239,6 +266,8 @@ def build(
     early_task_options: dict | None = None,
     split_data: bool = False,
     tasks=None,
+    lexicon_copies: int = 8,
+    lexicon_form: str = "words",
 ):
     """Tokenizer and streams for a zoo model.
 
@@ -267,6 +296,8 @@ def build(
       tasks: the tasks whose examples are mixed in (task_share > 0), a subset of
         MIXTURE_TASKS; None (default) = all of them. E.g. ("docstring",) for a code model
         that also sees docstrings.
+      lexicon_copies, lexicon_form: the split-data lexicon documents (:func:`lexicon_texts`'s
+        `copies` and `form`).
 
     The result is cached on disk (:func:`cache_dir`), keyed by the arguments, the corpus
     files and the source of the generators and tokenizer, since building takes minutes.
@@ -285,6 +316,15 @@ def build(
             f"(got task_share={task_share}); a code-only model has no task examples to change."
         )
     tasks = check_tasks(tasks)
+    if (
+        lexicon_form not in LEXICON_FORMS
+        or not isinstance(lexicon_copies, int)
+        or lexicon_copies < 1
+    ):
+        raise ValueError(
+            f"zoo data: lexicon_form={lexicon_form!r}, lexicon_copies={lexicon_copies!r}; valid: "
+            f"a form in {LEXICON_FORMS} and a positive int number of copies."
+        )
     named = set(plain(task_weights or {})) | set(plain(task_options or {}))
     left_out = sorted(named - set(tasks)) if tasks is not None else []
     if left_out:
@@ -303,6 +343,8 @@ def build(
         early,
         bool(split_data),
         tasks,
+        int(lexicon_copies),
+        lexicon_form,
     )
 
 
@@ -353,6 +395,8 @@ def _build(
     early,
     split_data=False,
     tasks=None,
+    lexicon_copies=8,
+    lexicon_form="words",
 ):
     import json
     import os
@@ -376,6 +420,8 @@ def _build(
         args.update(split=TRAIN_SPLIT)
     if tasks is not None:
         args.update(tasks=list(tasks))
+    if (lexicon_copies, lexicon_form) != (8, "words"):  # (the defaults keep the old keys)
+        args.update(lexicon=[lexicon_copies, lexicon_form])
     task_list = tasks or MIXTURE_TASKS
     split = TRAIN_SPLIT if split_data else None
     path = os.path.join(cache_dir(), _cache_key(args, train_files + held_files))
@@ -392,7 +438,7 @@ def _build(
     extra, extra_early = [], []
     lexicon = []
     if split_data and task_share > 0:
-        lexicon = lexicon_texts(task_list, options=task_options)
+        lexicon = lexicon_texts(task_list, lexicon_copies, options=task_options, form=lexicon_form)
     if task_share > 0:
         extra = task_texts(
             n_per_task, TRAIN_SEED, task_list, task_weights, task_options, split=split
@@ -434,6 +480,11 @@ def _build(
         "task_options": task_options,
         **({"tasks": list(tasks)} if tasks is not None else {}),
         **({"split_data": True, "task_split": TRAIN_SPLIT} if split_data else {}),
+        **(
+            {"lexicon": {"copies": lexicon_copies, "form": lexicon_form}}
+            if "lexicon" in args
+            else {}
+        ),
         **(
             {"early_task_weights": early["w"], "early_task_options": early["o"]}
             if has_early
@@ -543,3 +594,97 @@ def packed_windows(
     toks = w.reshape(batch, n * doc_len)[:, :length]
     seg = jnp.broadcast_to(jnp.arange(length) // doc_len, (batch, length))
     return toks, seg.astype(jnp.int32)
+
+
+# ------------------------------------------------------------------------------------------------
+# Name substitution: the names of a task's training documents replaced, at every step, by
+# random word tokens, so no per-name route can solve the task
+
+
+def name_slot_ids(tokenizer, tasks, options: dict | None = None):
+    """`(slot_ids, pool)` for :func:`name_slots` / :func:`substitute_names`: the token ids of
+    the train-split names of `tasks` (" Mary" and "Mary", those that are one token), and the
+    ids substitutes are drawn from: every token that is a space and a word ("Ġfoo"), except
+    the val / test names of these tasks (which must stay unseen in a name's place)."""
+    from mechjax.data import tasks as T
+
+    opts = options or {}
+    vocab = tokenizer.get_vocab()
+
+    def ids(names):
+        out = set()
+        for n in names:
+            for s in (" " + n, n):
+                enc = tokenizer.encode(s).ids
+                if len(enc) == 1:
+                    out.add(enc[0])
+        return out
+
+    slot, held = set(), set()
+    for t in tasks:
+        if t not in T.SPLIT_SETS:
+            raise ValueError(
+                f"name slots: task {t!r} has no splits; valid: {sorted(T.SPLIT_SETS)}."
+            )
+        import inspect
+
+        fn = T.SPLIT_SETS[t]
+        kw = {k: v for k, v in opts.get(t, {}).items() if k in inspect.signature(fn).parameters}
+        if "name" not in fn("train", **kw):
+            raise ValueError(f"name slots: task {t!r} has no 'name' kind to substitute.")
+        slot |= ids(fn("train", **kw)["name"])
+        held |= ids(fn("val", **kw)["name"]) | ids(fn("test", **kw)["name"])
+    word = [
+        i
+        for s, i in vocab.items()
+        if tokenizer.decode([i]).startswith(" ") and tokenizer.decode([i])[1:].isalpha()
+    ]
+    pool = np.array(sorted(set(word) - held), np.int32)
+    return np.array(sorted(slot), np.int32), pool
+
+
+def name_slots(stream: np.ndarray, slot_ids, bos: int, max_doc: int = 160, max_slots: int = 4):
+    """Per position of `stream`: 0, or k >= 1 if the token is one of `slot_ids` and is the
+    k-th distinct such token of its document (k <= `max_slots`; later ones stay 0). Only
+    documents of at most `max_doc` tokens (task examples; code files are longer) get slots."""
+    stream = np.asarray(stream)
+    doc = np.cumsum(stream == bos) - 1
+    lengths = np.bincount(doc[doc >= 0])
+    short = np.zeros(len(stream), bool)
+    short[doc >= 0] = lengths[doc[doc >= 0]] <= max_doc
+    pos = np.flatnonzero(np.isin(stream, slot_ids) & short)
+    out = np.zeros(len(stream), np.int8)
+    if len(pos) == 0:
+        return out
+    key = doc[pos].astype(np.int64) * (int(stream.max()) + 1) + stream[pos]
+    _, first, inverse = np.unique(key, return_index=True, return_inverse=True)
+    # rank of each (document, token) pair by its first position inside the document
+    first_pos = pos[first]
+    order = np.lexsort((first_pos, doc[first_pos]))
+    pair_doc = doc[first_pos][order]
+    start = np.r_[0, np.flatnonzero(np.diff(pair_doc)) + 1]
+    rank = np.arange(len(order)) - np.repeat(start, np.diff(np.r_[start, len(order)]))
+    pair_rank = np.empty(len(order), np.int64)
+    pair_rank[order] = rank + 1
+    k = pair_rank[inverse]
+    out[pos] = np.where(k <= max_slots, k, 0)
+    return out
+
+
+def substitute_names(key, tokens, slots, docs, pool, frac: float):
+    """`tokens` with, in a `frac` share of their documents, every slot k (:func:`name_slots`,
+    windows of it drawn like `tokens`) replaced by one random token of `pool` per (document,
+    k): the same name stays the same token inside a document. `docs`: the windows' document
+    ids (`experiments/zoo/task.py` `doc_ids`). Jittable."""
+    import jax
+    import jax.numpy as jnp
+
+    b, length = tokens.shape
+    k_id, k_on = jax.random.split(key)
+    n_slots = 8
+    draw = jax.random.randint(k_id, (b, length, n_slots), 0, pool.shape[0])
+    on = jax.random.uniform(k_on, (b, length)) < frac
+    d = docs % length  # the documents inside one window are fewer than its positions
+    rows = jnp.arange(b)[:, None]
+    sub = jnp.asarray(pool)[draw[rows, d, jnp.clip(slots, 0, n_slots - 1)]]
+    return jnp.where((slots > 0) & on[rows, d], sub, tokens)

@@ -17,6 +17,7 @@ Conventions:
 from __future__ import annotations
 
 import dataclasses
+import re
 from collections.abc import Callable
 from typing import Any
 
@@ -370,6 +371,32 @@ def lexicon(name: str, options: dict | None = None) -> tuple[str, ...]:
     fn = LEXICONS[name]
     takes = any(p.kind is p.VAR_KEYWORD for p in inspect.signature(fn).parameters.values())
     return tuple(fn(**(options or {})) if takes else fn())
+
+
+def kind_lexicon(name: str, options: dict | None = None) -> dict[str, tuple[str, ...]]:
+    """The entity kinds of task `name` and their words over every split ({"name": (...),
+    "place": (...), ...}): the kinds of `SPLIT_SETS[name]` whose members are single words
+    (template pieces, which hold "{...}" or spaces, are left out), with the generator
+    `options` a split set takes (e.g. IOI's `name_bank`). {} for a task without splits."""
+    import inspect
+
+    from mechjax.data.tasks.splits import SPLITS
+
+    if name not in SPLIT_SETS:
+        return {}
+    fn = SPLIT_SETS[name]
+    params = inspect.signature(fn).parameters
+    opts = {k: v for k, v in (options or {}).items() if k in params}
+    out: dict[str, list[str]] = {}
+    for split in SPLITS:
+        for kind, members in fn(split, **opts).items():
+            out.setdefault(kind, []).extend(members)
+    word = re.compile(r"^ ?[A-Za-z][A-Za-z0-9_'-]*$")
+    return {
+        k: tuple(dict.fromkeys(v))
+        for k, v in out.items()
+        if v and all(isinstance(m, str) and word.match(m) for m in v)
+    }
 
 
 def generate(name: str, n: int, seed: int = 0, split: str | None = None, **options: Any) -> Prompts:
