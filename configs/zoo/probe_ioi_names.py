@@ -1,0 +1,39 @@
+r"""Zoo probe: does IOI generalise to names the training sentences never held?
+
+gpt4l_mix2's architecture (4 layers, MLPs, d_model 256, 8 heads, lr 2e-3) on IOI alone (70%
+of the tokens; the rest standard-library code), from the "train" split with the wide name
+bank (250 training names), in 128-token windows of 32 rows (the same 4,096 tokens per step),
+1,000 steps. Evaluate the checkpoints with held-out kinds one at a time:
+
+    mechjax run configs/zoo/probe_ioi_names.py --workdir runs/probe/ioi_only
+    python -m mechjax.zoo factors runs/probe/ioi_only --task ioi --n 128
+
+Variants, each one change against the names failure (experiments/zoo/README.md, "IOI: the
+names, not the templates"):
+- `:tied`: tied embeddings (logits = x @ W_E.T), so moving a name's embedding raises that
+  name's logit for every name alike;
+- `:kinds`: tied, and the lexicon as one kind per document ("Names: ...") in 200 copies
+  instead of 8 mixed-word ones, so held-out names share contexts with the training names;
+- `:slots`: in half of the IOI documents at every step, the names become random word tokens
+  (`task.name_slots`), so a per-name route cannot solve those;
+- `:all_slots`: every IOI document's names become random word tokens.
+`steps=N` as in every zoo config.
+"""
+
+from mechjax.zoo.config import zoo_config
+
+
+def get_config(arg=None):
+    return zoo_config(
+        "gpt4l_mix2", arg, steps=1000, lr=2e-3, batch_size=32,
+        n_layers=4, d_model=256, n_heads=8, d_mlp=1024, n_ctx=128, vocab_size=6144,
+        split_data=True, doc_mask=True, task_share=0.7, n_per_task=20000, repeat_frac=0.25,
+        repeat_min=4, tasks=("ioi",), task_weights={"ioi": 10},
+        task_options={"ioi": {"name_bank": "wide"}},
+        variants={
+            "tied": dict(tie_embeddings=True),
+            "kinds": dict(tie_embeddings=True, lexicon_copies=200, lexicon_form="kinds"),
+            "slots": dict(name_slots=("ioi",)),
+            "all_slots": dict(name_slots=("ioi",), name_slot_frac=1.0),
+        },
+    )  # fmt: skip
