@@ -212,11 +212,9 @@ def build(config) -> Task:
     # stream of the same data build
     ZC.reject_legacy_keys(t)
     phases = ZC.check_zoo_phases(t, config.total_steps)
-    early_w, early_o = (D.plain(m) for m in ZC.phase_mixture(phases))
+    _, early_o = (D.plain(m) for m in ZC.phase_mixture(phases))
     options = D.plain(t.task_options)
-    data = D.build(
-        **dict(D.build_kwargs(t), early_task_weights=early_w, early_task_options=early_o)
-    )
+    data = D.run_data(config)  # the base mixture and the phases' mixture
     # split data: training-time evals (and every choice made while developing) use "val";
     # the model card reports "test" (python -m mechjax.zoo table)
     eval_split = D.EVAL_SPLIT if t.get("split_data", False) else None

@@ -601,6 +601,10 @@ def packed_windows(
 # random word tokens, so no per-name route can solve the task
 
 
+# most distinct names per document that get a slot (IOI has two, docstring up to six)
+MAX_NAME_SLOTS = 4
+
+
 def name_slot_ids(tokenizer, tasks, options: dict | None = None):
     """`(slot_ids, pool)` for :func:`name_slots` / :func:`substitute_names`: the token ids of
     the train-split names of `tasks` (" Mary" and "Mary", those that are one token), and the
@@ -609,41 +613,28 @@ def name_slot_ids(tokenizer, tasks, options: dict | None = None):
     from mechjax.data import tasks as T
 
     opts = options or {}
-    vocab = tokenizer.get_vocab()
 
     def ids(names):
-        out = set()
-        for n in names:
-            for s in (" " + n, n):
-                enc = tokenizer.encode(s).ids
-                if len(enc) == 1:
-                    out.add(enc[0])
-        return out
+        enc = (tokenizer.encode(s).ids for n in names for s in (" " + n, n))
+        return {e[0] for e in enc if len(e) == 1}
 
     slot, held = set(), set()
     for t in tasks:
-        if t not in T.SPLIT_SETS:
-            raise ValueError(
-                f"name slots: task {t!r} has no splits; valid: {sorted(T.SPLIT_SETS)}."
-            )
-        import inspect
-
-        fn = T.SPLIT_SETS[t]
-        kw = {k: v for k, v in opts.get(t, {}).items() if k in inspect.signature(fn).parameters}
-        if "name" not in fn("train", **kw):
+        sets = {sp: T.split_set(t, sp, opts.get(t)) for sp in ("train", "val", "test")}
+        if "name" not in sets["train"]:
             raise ValueError(f"name slots: task {t!r} has no 'name' kind to substitute.")
-        slot |= ids(fn("train", **kw)["name"])
-        held |= ids(fn("val", **kw)["name"]) | ids(fn("test", **kw)["name"])
-    word = [
-        i
-        for s, i in vocab.items()
-        if tokenizer.decode([i]).startswith(" ") and tokenizer.decode([i])[1:].isalpha()
-    ]
-    pool = np.array(sorted(set(word) - held), np.int32)
-    return np.array(sorted(slot), np.int32), pool
+        slot |= ids(sets["train"]["name"])
+        held |= ids(sets["val"]["name"]) | ids(sets["test"]["name"])
+    words = {
+        i for i in tokenizer.get_vocab().values() if (w := tokenizer.decode([i]))[:1] == " "
+        and w[1:].isalpha()
+    }  # fmt: skip
+    return np.array(sorted(slot), np.int32), np.array(sorted(words - held), np.int32)
 
 
-def name_slots(stream: np.ndarray, slot_ids, bos: int, max_doc: int = 160, max_slots: int = 4):
+def name_slots(
+    stream: np.ndarray, slot_ids, bos: int, max_doc: int = 160, max_slots: int = MAX_NAME_SLOTS
+):
     """Per position of `stream`: 0, or k >= 1 if the token is one of `slot_ids` and is the
     k-th distinct such token of its document (k <= `max_slots`; later ones stay 0). Only
     documents of at most `max_doc` tokens (task examples; code files are longer) get slots."""
@@ -681,7 +672,7 @@ def substitute_names(key, tokens, slots, docs, pool, frac: float):
 
     b, length = tokens.shape
     k_id, k_on = jax.random.split(key)
-    n_slots = 8
+    n_slots = MAX_NAME_SLOTS + 1
     draw = jax.random.randint(k_id, (b, length, n_slots), 0, pool.shape[0])
     on = jax.random.uniform(k_on, (b, length)) < frac
     d = docs % length  # the documents inside one window are fewer than its positions

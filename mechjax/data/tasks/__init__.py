@@ -42,6 +42,7 @@ from mechjax.data.tasks.base import (
     prob_diff,
     register,
     single_token_id,
+    split_set,
 )
 from mechjax.data.tasks.shortcuts import baselines, strongest  # noqa: E402
 from mechjax.data.tasks.splits import SPLITS, template_counts  # noqa: E402
@@ -61,6 +62,7 @@ __all__ = [
     "encode",
     "generate",
     "kind_lexicon",
+    "split_set",
     "lexicon",
     "generate_encodable",
     "logit_diff",

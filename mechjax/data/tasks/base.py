@@ -373,23 +373,30 @@ def lexicon(name: str, options: dict | None = None) -> tuple[str, ...]:
     return tuple(fn(**(options or {})) if takes else fn())
 
 
-def kind_lexicon(name: str, options: dict | None = None) -> dict[str, tuple[str, ...]]:
-    """The entity kinds of task `name` and their words over every split ({"name": (...),
-    "place": (...), ...}): the kinds of `SPLIT_SETS[name]` whose members are single words
-    (template pieces, which hold "{...}" or spaces, are left out), with the generator
-    `options` a split set takes (e.g. IOI's `name_bank`). {} for a task without splits."""
+def split_set(name: str, split: str, options: dict | None = None) -> dict[str, tuple]:
+    """`SPLIT_SETS[name](split)` with the generator `options` that split set takes (e.g.
+    IOI's `name_bank`; the others are ignored). Raises ValueError for a task without splits."""
     import inspect
 
+    if name not in SPLIT_SETS:
+        raise ValueError(f"task {name!r} has no splits; tasks with splits: {sorted(SPLIT_SETS)}.")
+    fn = SPLIT_SETS[name]
+    params = inspect.signature(fn).parameters
+    return fn(split, **{k: v for k, v in (options or {}).items() if k in params})
+
+
+def kind_lexicon(name: str, options: dict | None = None) -> dict[str, tuple[str, ...]]:
+    """The entity kinds of task `name` and their words over every split ({"name": (...),
+    "place": (...), ...}): the kinds of its split sets (:func:`split_set`) whose members are
+    single words (template pieces, which hold "{...}" or spaces, are left out). {} for a task
+    without splits."""
     from mechjax.data.tasks.splits import SPLITS
 
     if name not in SPLIT_SETS:
         return {}
-    fn = SPLIT_SETS[name]
-    params = inspect.signature(fn).parameters
-    opts = {k: v for k, v in (options or {}).items() if k in params}
     out: dict[str, list[str]] = {}
     for split in SPLITS:
-        for kind, members in fn(split, **opts).items():
+        for kind, members in split_set(name, split, options).items():
             out.setdefault(kind, []).extend(members)
     word = re.compile(r"^ ?[A-Za-z][A-Za-z0-9_'-]*$")
     return {
