@@ -16,11 +16,25 @@ names, not the templates"):
   instead of 8 mixed-word ones, so held-out names share contexts with the training names;
 - `:slots`: in half of the IOI documents at every step, the names become random word tokens
   (`task.name_slots`), so a per-name route cannot solve those;
-- `:all_slots`: every IOI document's names become random word tokens.
+- `:all_slots`: every IOI document's names become random word tokens;
+- `:copy_start`: a narrower model (d_model 128, d_mlp 512, lr 1e-3) that first learns to
+  copy: steps 0-2,499 are the code models' warm-up (packed 48-token windows of random tokens
+  repeating their start) with every MLP and layers 2-3 switched off, so it is the 2-layer
+  attention-only setting that forms induction heads; the random tokens come from the first
+  2,720 ids, which hold every split's IOI names (ids 622-2,705), so the copy is learned for
+  all of them alike in random sequences, never in an IOI sentence. Then IOI to step 4,000.
 `steps=N` as in every zoo config.
 """
 
 from mechjax.zoo.config import zoo_config
+
+# the 2-layer attention-only copying warm-up inside the 4-layer MLP model
+COPY_START = dict(
+    start=0, end=2500, windows="packed", packed_len=48, packed_source="random",
+    packed_vocab=2720,
+    interventions=tuple(f"blocks.{i}.hook_mlp_out" for i in range(4))
+    + ("blocks.2.hook_attn_out", "blocks.3.hook_attn_out"),
+)  # fmt: skip
 
 
 def get_config(arg=None):
@@ -35,5 +49,6 @@ def get_config(arg=None):
             "kinds": dict(tie_embeddings=True, lexicon_copies=200, lexicon_form="kinds"),
             "slots": dict(name_slots=("ioi",)),
             "all_slots": dict(name_slots=("ioi",), name_slot_frac=1.0),
+            "copy_start": dict(d_model=128, d_mlp=512, lr=1e-3, steps=4000, phases=[COPY_START]),
         },
     )  # fmt: skip
