@@ -74,6 +74,10 @@ def test_packed_windows_are_independent_repeating_documents():
     rand = np.asarray(rand)
     assert rand.min() >= 1 and rand.max() < 50  # random tokens, never BOS (0)
     assert not np.all(np.diff(rand[0, 30:48]) == 1)
+    pool = np.array([7, 19, 400, 401])
+    named, _ = D.packed_windows(jax.random.key(2), stream, 3, 96, 48, pool=pool)
+    named = np.asarray(named)
+    assert set(np.unique(named).tolist()) == set(pool.tolist())  # only (and all) pool tokens
 
 
 def test_curriculum_batches_switch_from_packed_to_full_windows():
@@ -95,6 +99,29 @@ def test_curriculum_batches_switch_from_packed_to_full_windows():
     params = task.init(jax.random.key(0))
     loss_early, _ = task.loss(params, early, ())
     assert np.isfinite(float(loss_early))
+
+
+def test_names_warmup_draws_every_splits_names():
+    """A packed phase with packed_source='names' fills its windows with the one-token names of
+    every split (the held-out ones too), and nothing else; after it, task windows return."""
+    import sys
+
+    from mechjax.train.config import load_config_file
+
+    sys.path.insert(0, ROOT)
+    from experiments.zoo.task import build
+
+    cfg = load_config_file(os.path.join(ROOT, "configs/zoo/probe_ioi_names.py") + ":runlocal")
+    phase = dict(start=0, end=1, windows="packed", packed_len=16, packed_source="names")
+    cfg.task.update(phases=(phase,))
+    task = build(cfg)
+    data = D.run_data(cfg)
+    pool = set(D.copy_pool_ids(data.tokenizer, ("ioi",), D.plain(cfg.task.task_options)).tolist())
+    early, late = task.batch(jax.random.key(0), 0), task.batch(jax.random.key(0), 1)
+    assert set(np.unique(np.asarray(early["tokens"])).tolist()) <= pool
+    assert not set(np.unique(np.asarray(late["tokens"])).tolist()) <= pool
+    params = task.init(jax.random.key(0))
+    assert np.isfinite(float(task.loss(params, early, ())[0]))
 
 
 def test_warmup_switches_off_layers_and_mlps_like_zeroed_weights():

@@ -79,3 +79,10 @@ def test_name_slot_ids_keep_held_out_names_out_of_the_pool():
     assert all(tok.decode([int(i)]).startswith(" ") for i in pool[:50])
     with pytest.raises(ValueError, match="has no 'name' kind"):
         D.name_slot_ids(tok, ("greater_than",))
+    # the copying warm-up's pool: every split's one-token names, the held-out ones included
+    copy = set(D.copy_pool_ids(tok, ("ioi", "greater_than")).tolist())
+    every = {n for sp in ("train", "val", "test") for n in T.SPLIT_SETS["ioi"](sp)["name"]}
+    assert train | (held - {None}) <= copy
+    assert all(tok.decode([i]).strip() in every for i in copy)
+    with pytest.raises(ValueError, match="has one-token names"):
+        D.copy_pool_ids(tok, ("greater_than",))

@@ -267,6 +267,9 @@ def _t(**kw):
         pytest.param([dict(start=0, end=5, windows="packed", packed_len=48, packed_vocab=64)],
                      100, r"packed_vocab only applies to packed_source='random'",
                      id="vocab-on-code"),
+        pytest.param([dict(start=0, end=5, windows="packed", packed_len=48,
+                           packed_source="words")], 100,
+                     r"valid sources are 'code', 'random' and 'names'", id="bad-source"),
         pytest.param([dict(start=0, end=5, task_weights={"ioj": 2})], 100,
                      r"unknown task\(s\) \['ioj'\]", id="unknown-task"),
         pytest.param([dict(start=0, end=5, task_weights={"ioi": 2}),
@@ -280,6 +283,14 @@ def _t(**kw):
 def test_malformed_phases_are_clear_config_errors(phases, total, match):
     with pytest.raises(ConfigError, match=match):
         ZC.check_zoo_phases(_t(phases=phases), total)
+
+
+def test_names_source_needs_task_examples():
+    phase = dict(start=0, end=5, windows="packed", packed_len=48, packed_source="names")
+    with pytest.raises(ConfigError, match="packed_source='names' needs task_share > 0"):
+        ZC.check_zoo_phases(_t(task_share=0.0, phases=[phase]), 10)
+    (checked,) = ZC.check_zoo_phases(_t(phases=[phase]), 10)
+    assert checked["packed_source"] == "names" and checked["packed_vocab"] == 0
 
 
 def test_mixture_phase_needs_task_examples_and_sites_must_exist():

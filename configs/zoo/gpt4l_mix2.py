@@ -79,6 +79,20 @@ RECAP = dict(
     task_weights={"colored_objects": 24}, task_options={"colored_objects": {"form": "recap"}}
 )
 
+# the code models' width and learning rate, with a copying warm-up on random sequences of
+# every split's name tokens (zoo.data.copy_pool_ids) for steps 0-2,499, every MLP and layers
+# 2-3 switched off: the 2-layer attention-only setting, the only one where the induction
+# probes formed a head (experiments/zoo/README.md, "Which warm-ups can copy?")
+NAME_COPY_START = dict(
+    start=0, end=2500, windows="packed", packed_len=48, packed_source="names",
+    interventions=tuple(f"blocks.{i}.hook_mlp_out" for i in range(4))
+    + ("blocks.2.hook_attn_out", "blocks.3.hook_attn_out"),
+)  # fmt: skip
+NARROW = dict(
+    d_model=128, d_mlp=512, lr=1e-3, steps=6500,
+    phases=[NAME_COPY_START, dict(RECAP, start=2500, end=3500)],
+)  # fmt: skip
+
 
 def get_config(arg=None):
     return zoo_config(
@@ -95,5 +109,6 @@ def get_config(arg=None):
             "no_doc_mask": dict(V2_NAMES, steps=3000, doc_mask=False),
             "v2_names": dict(V2_NAMES, steps=3000),
             "two_layer_start": dict(phases=[TWO_LAYER_START, dict(RECAP, start=1000, end=2000)]),
+            "narrow_copy": NARROW,
         },
     )  # fmt: skip

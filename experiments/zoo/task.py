@@ -80,6 +80,7 @@ def curriculum_batch(
     repeat_min,
     bos: int | None = None,
     names: dict | None = None,
+    copy_pool=None,
 ):
     """`batch(key, step)` of a zoo model with curriculum `phases` (checked by
     `zoo.config.check_zoo_phases`): `[batch, L]` windows of `stream` (`zoo.data.windows`);
@@ -97,7 +98,8 @@ def curriculum_batch(
     With `names` ({"slots", "phase_slots", "pool", "frac", "bos"}: `zoo.data.name_slots` of
     `stream` and `phase_stream`, the substitutes' ids, the share of documents), the names of
     that share of the task documents become random word tokens at every step
-    (`zoo.data.substitute_names`); packed phases are left alone."""
+    (`zoo.data.substitute_names`); packed phases are left alone. `copy_pool` (token ids,
+    `zoo.data.copy_pool_ids`) is what a packed phase with `packed_source="names"` draws from."""
     mixed = [bool(p["task_weights"] or p["task_options"]) for p in phases]
     packed = [p["windows"] == "packed" for p in phases]
     docs = None if bos is None else doc_ids(stream, bos)
@@ -141,9 +143,10 @@ def curriculum_batch(
             if not is_packed:
                 continue
             rv = (p["packed_vocab"] or vocab) if p["packed_source"] == "random" else 0
+            pool = copy_pool if p["packed_source"] == "names" else None
             src = phase_stream if m else stream
             short, seg = D.packed_windows(
-                k_short, src, batch_size, L, p["packed_len"], random_vocab=rv
+                k_short, src, batch_size, L, p["packed_len"], random_vocab=rv, pool=pool
             )
             on = ZC.in_phase(p, step)
             toks, segments = jnp.where(on, short, toks), jnp.where(on, seg, segments)
@@ -175,6 +178,14 @@ def _name_substitution(t, data, options, bos):
         "frac": frac,
         "bos": bos,
     }
+
+
+def _copy_pool(phases, data, task_names, options):
+    """The name tokens a `packed_source="names"` phase draws from (`zoo.data.copy_pool_ids`
+    of the run's tasks), or None when no phase does."""
+    if not any(p.get("packed_source") == "names" for p in phases):
+        return None
+    return jnp.asarray(D.copy_pool_ids(data.tokenizer, task_names, options))
 
 
 def lm_loss(model):
@@ -265,6 +276,7 @@ def build(config) -> Task:
         t.repeat_min,
         bos=bos if t.get("doc_mask", False) else None,
         names=_name_substitution(t, data, options, bos),
+        copy_pool=_copy_pool(phases, data, task_names, options),
     )
 
     loss = lm_loss(model)

@@ -35,8 +35,9 @@ ZOO_PHASE_KEYS = {
     "packed_len-token windows, each repeating its first m ~ U[4, packed_len // 2] tokens, "
     "behind mj.document_mask)",
     "packed_len": "tokens per packed window (windows='packed'; >= 8, <= n_ctx)",
-    "packed_source": "'code' (slices of the training stream, default) or 'random' (uniformly "
-    "random tokens: a synthetic copying warm-up)",
+    "packed_source": "'code' (slices of the training stream, default), 'random' (uniformly "
+    "random tokens: a synthetic copying warm-up) or 'names' (uniformly random tokens from the "
+    "one-token names of every split of the run's tasks: zoo.data.copy_pool_ids)",
     "packed_vocab": "random tokens from [1, packed_vocab) (packed_source='random'; 0 = the "
     "whole vocabulary)",
 }
@@ -307,8 +308,12 @@ def _zoo_phase(p: dict, where: str, t) -> dict:
         if not isinstance(p["packed_len"], int) or not 8 <= p["packed_len"] <= t.n_ctx:
             raise bad("packed_len", f"must be an int in [8, n_ctx={t.n_ctx}].")
         p.setdefault("packed_source", "code")
-        if p["packed_source"] not in ("code", "random"):
-            raise bad("packed_source", "valid sources are 'code' and 'random'.")
+        if p["packed_source"] not in ("code", "random", "names"):
+            raise bad("packed_source", "valid sources are 'code', 'random' and 'names'.")
+        if p["packed_source"] == "names" and not t.get("task_share", 0.0) > 0:
+            raise ConfigError(
+                f"{where}: packed_source='names' needs task_share > 0 (tasks with names)."
+            )
         p.setdefault("packed_vocab", 0)
         v = p["packed_vocab"]
         if p["packed_source"] != "random" and v:

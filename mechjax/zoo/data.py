@@ -571,6 +571,7 @@ def packed_windows(
     repeat_frac: float = 1.0,
     repeat_min: int = 4,
     random_vocab: int = 0,
+    pool=None,
 ):
     """`[batch, length]` rows each packing `ceil(length / doc_len)` independent short windows.
 
@@ -580,13 +581,19 @@ def packed_windows(
     windows are uniformly random tokens in `[1, random_vocab)` instead of slices of `stream`,
     so copying is the only thing to learn from them. The zoo's code models warm up on
     these: over 48 keys an induction head forms within a CPU budget, over 128 it did not
-    (experiments/zoo/README.md, "How we got induction heads to form").
+    (experiments/zoo/README.md, "How we got induction heads to form"). With `pool` (an int
+    array of token ids) the random tokens are drawn uniformly from `pool` instead, e.g. the
+    name tokens of :func:`copy_pool_ids`.
     """
     import jax
     import jax.numpy as jnp
 
     n = -(-length // doc_len)
-    if random_vocab:
+    if pool is not None:
+        pool = jnp.asarray(pool, jnp.int32)
+        i = jax.random.randint(jax.random.fold_in(key, 1), (batch * n * doc_len,), 0, len(pool))
+        stream = pool[i]
+    elif random_vocab:
         stream = jax.random.randint(
             jax.random.fold_in(key, 1), (batch * n * doc_len,), 1, random_vocab
         )
@@ -605,6 +612,36 @@ def packed_windows(
 MAX_NAME_SLOTS = 4
 
 
+def _one_token_ids(tokenizer, names) -> set:
+    """The ids of `names` written " Mary" and "Mary", those that are one token."""
+    enc = (tokenizer.encode(s).ids for n in names for s in (" " + n, n))
+    return {e[0] for e in enc if len(e) == 1}
+
+
+def copy_pool_ids(tokenizer, tasks, options: dict | None = None) -> np.ndarray:
+    """The one-token names (" Mary" and "Mary") of every split of those `tasks` that have a
+    'name' kind, sorted: the random tokens of a copying warm-up whose copy must work for
+    every name the evaluations use (`packed_source="names"`). The warm-up's windows are
+    random sequences of these tokens, so no task prompt enters training through them; the
+    held-out names then appear in training in word lists (:func:`lexicon_texts`) and in
+    these sequences, never in a task sentence."""
+    from mechjax.data import tasks as T
+
+    opts = options or {}
+    ids = set()
+    for t in tasks:
+        for sp in ("train", "val", "test"):
+            names = T.split_set(t, sp, opts.get(t)).get("name")
+            if names:
+                ids |= _one_token_ids(tokenizer, names)
+    if not ids:
+        raise ValueError(
+            f"copy pool: none of the tasks {list(tasks)} has one-token names; packed_source="
+            "'names' needs a task with a 'name' kind (e.g. ioi, docstring)."
+        )
+    return np.array(sorted(ids), np.int32)
+
+
 def name_slot_ids(tokenizer, tasks, options: dict | None = None):
     """`(slot_ids, pool)` for :func:`name_slots` / :func:`substitute_names`: the token ids of
     the train-split names of `tasks` (" Mary" and "Mary", those that are one token), and the
@@ -613,18 +650,13 @@ def name_slot_ids(tokenizer, tasks, options: dict | None = None):
     from mechjax.data import tasks as T
 
     opts = options or {}
-
-    def ids(names):
-        enc = (tokenizer.encode(s).ids for n in names for s in (" " + n, n))
-        return {e[0] for e in enc if len(e) == 1}
-
     slot, held = set(), set()
     for t in tasks:
         sets = {sp: T.split_set(t, sp, opts.get(t)) for sp in ("train", "val", "test")}
         if "name" not in sets["train"]:
             raise ValueError(f"name slots: task {t!r} has no 'name' kind to substitute.")
-        slot |= ids(sets["train"]["name"])
-        held |= ids(sets["val"]["name"]) | ids(sets["test"]["name"])
+        slot |= _one_token_ids(tokenizer, sets["train"]["name"])
+        held |= _one_token_ids(tokenizer, sets["val"]["name"] + sets["test"]["name"])
     words = {
         i for i in tokenizer.get_vocab().values() if (w := tokenizer.decode([i]))[:1] == " "
         and w[1:].isalpha()
