@@ -124,6 +124,39 @@ def test_names_warmup_draws_every_splits_names():
     assert np.isfinite(float(task.loss(params, early, ())[0]))
 
 
+def test_packed_rows_packs_the_first_rows_and_keeps_the_rest():
+    """packed_rows=0.25 of a 4-row batch: row 0 is name windows (every token in the copy pool,
+    segments changing every 16 tokens), rows 1-3 are the phase's full windows, as at a step
+    after the phase; a share that packs no row is a ConfigError on the host."""
+    import sys
+
+    from mechjax.train import ConfigError
+    from mechjax.train.config import load_config_file
+
+    sys.path.insert(0, ROOT)
+    from experiments.zoo.task import build
+
+    cfg = load_config_file(os.path.join(ROOT, "configs/zoo/probe_ioi_names.py") + ":runlocal")
+    phase = dict(start=0, end=1, windows="packed", packed_len=16, packed_source="names",
+                 packed_rows=0.25)  # fmt: skip
+    cfg.task.update(phases=(phase,))
+    cfg.batch_size = 4
+    task = build(cfg)
+    data = D.run_data(cfg)
+    pool = set(D.copy_pool_ids(data.tokenizer, ("ioi",), D.plain(cfg.task.task_options)).tolist())
+    key = jax.random.key(0)
+    inside, after = task.batch(key, 0), task.batch(key, 1)
+    toks = np.asarray(inside["tokens"])
+    assert set(np.unique(toks[0]).tolist()) <= pool
+    np.testing.assert_array_equal(toks[1:], np.asarray(after["tokens"])[1:])
+    assert not set(np.unique(toks[1:]).tolist()) <= pool
+    seg = np.asarray(inside["segments"])[0]
+    assert (np.diff(seg) != 0).sum() == len(seg) // 16 - 1
+    cfg.task.update(phases=(dict(phase, packed_rows=0.1),))
+    with pytest.raises(ConfigError, match=r"packed_rows=0.1 packs no row of a batch of 4"):
+        build(cfg)
+
+
 def test_warmup_switches_off_layers_and_mlps_like_zeroed_weights():
     """A phase's interventions (attn4l's layers 2-3, and here every MLP) zero those outputs
     during the phase only, through `Task.interventions(cond, step)`: the loss at a step of the

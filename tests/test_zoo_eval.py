@@ -95,3 +95,25 @@ def test_copying_at_every_distance_separates_a_copier_from_a_random_model():
         assert abs(r["gain"]) < 0.5 and r["accuracy"] < 0.05, (d, r)
     md = E.markdown("m", None, None, None, rows)
     assert md.count("\n| ") == len(rows) and "copy gain" in md
+
+
+def test_top1_in_prompt_tells_a_copy_from_an_answer_outside_the_prompt(setup):
+    """A model that always answers one token (W_U = 0, b_U one-hot): "top-1 in prompt" is 1
+    when that token is in every prompt (the first token of each: <|endoftext|> or not) and 0
+    for a token no prompt holds."""
+    model, params, tok = setup
+    prompts = T.generate("ioi", n=16, seed=0, split="test")
+    batch = T.encode(prompts.take(np.flatnonzero(T.encodable(prompts, tok))[:8]), tok)
+    toks = np.asarray(batch.tokens)
+    first = int(toks[0, 0])
+    assert (toks[:, 0] == first).all()
+    unused = next(i for i in range(tok.get_vocab_size()) if not (toks == i).any())
+
+    def answering(token):
+        p = jax.tree_util.tree_map(np.asarray, params)
+        p["params"]["W_U"] = np.zeros_like(p["params"]["W_U"])
+        p["params"]["b_U"] = np.where(np.arange(p["params"]["b_U"].shape[0]) == token, 5.0, 0.0)
+        return E._batched_logits_metrics(model, p, batch, in_prompt=True)[-1]
+
+    assert answering(first).all()
+    assert not answering(unused).any()

@@ -285,6 +285,21 @@ def test_malformed_phases_are_clear_config_errors(phases, total, match):
         ZC.check_zoo_phases(_t(phases=phases), total)
 
 
+@pytest.mark.parametrize("rows", [0, 1.5, -0.25, "half", True])
+def test_packed_rows_must_be_a_share(rows):
+    phase = dict(start=0, end=5, windows="packed", packed_len=48, packed_rows=rows)
+    with pytest.raises(ConfigError, match=r"packed_rows=.*must be a share of the rows in \(0, 1\]"):
+        ZC.check_zoo_phases(_t(phases=[phase]), 10)
+
+
+def test_packed_rows_defaults_to_every_row_and_is_packed_only():
+    phase = dict(start=0, end=5, windows="packed", packed_len=48)
+    assert ZC.check_zoo_phases(_t(phases=[phase]), 10)[0]["packed_rows"] == 1.0
+    full = dict(start=0, end=5, packed_rows=0.5, interventions=("blocks.0.hook_attn_out",))
+    with pytest.raises(ConfigError, match=r"\['packed_rows'\] only apply to windows='packed'"):
+        ZC.check_zoo_phases(_t(phases=[full]), 10)
+
+
 def test_names_source_needs_task_examples():
     phase = dict(start=0, end=5, windows="packed", packed_len=48, packed_source="names")
     with pytest.raises(ConfigError, match="packed_source='names' needs task_share > 0"):

@@ -23,6 +23,11 @@ names, not the templates"):
   attention-only setting that forms induction heads; the random tokens come from the first
   2,720 ids, which hold every split's IOI names (ids 622-2,705), so the copy is learned for
   all of them alike in random sequences, never in an IOI sentence. Then IOI to step 4,000.
+- `:copy_slots`: `:copy_start` with the warm-up to step 3,000, then IOI to step 5,000 with
+  every IOI name a random word token (`:all_slots`): its held-out names were answered from a
+  prior over the training names, which this takes away, so that only a copy answers;
+- `:copy_keep`: `:copy_slots` with a quarter of the rows still the warm-up's name windows
+  after step 3,000 (`packed_rows=0.25`), so that the copy stays trained beside IOI.
 `steps=N` as in every zoo config.
 """
 
@@ -34,6 +39,12 @@ COPY_START = dict(
     packed_vocab=2720,
     interventions=tuple(f"blocks.{i}.hook_mlp_out" for i in range(4))
     + ("blocks.2.hook_attn_out", "blocks.3.hook_attn_out"),
+)  # fmt: skip
+
+# after the warm-up: a quarter of the rows stay copy windows of the same tokens, every layer on
+KEEP_COPY = dict(
+    start=3000, end=5000, windows="packed", packed_len=48, packed_source="random",
+    packed_vocab=2720, packed_rows=0.25,
 )  # fmt: skip
 
 
@@ -50,5 +61,13 @@ def get_config(arg=None):
             "slots": dict(name_slots=("ioi",)),
             "all_slots": dict(name_slots=("ioi",), name_slot_frac=1.0),
             "copy_start": dict(d_model=128, d_mlp=512, lr=1e-3, steps=4000, phases=[COPY_START]),
+            "copy_slots": dict(
+                d_model=128, d_mlp=512, lr=1e-3, steps=5000, phases=[dict(COPY_START, end=3000)],
+                name_slots=("ioi",), name_slot_frac=1.0,
+            ),
+            "copy_keep": dict(
+                d_model=128, d_mlp=512, lr=1e-3, steps=5000, name_slots=("ioi",),
+                name_slot_frac=1.0, phases=[dict(COPY_START, end=3000), KEEP_COPY],
+            ),
         },
     )  # fmt: skip

@@ -86,7 +86,8 @@ def curriculum_batch(
     `zoo.config.check_zoo_phases`): `[batch, L]` windows of `stream` (`zoo.data.windows`);
     inside a mixture phase the same windows' positions drawn from `phase_stream`; inside a
     packed phase, rows of independent short windows (`zoo.data.packed_windows`, of the
-    phase's stream or random tokens) and their `segments`. Every source is drawn at every
+    phase's stream or random tokens) and their `segments`, on every row or on the first
+    `round(packed_rows * batch_size)` (the rest keep the phase's full windows). Every source is drawn at every
     step (cheap gathers) and the phase masks pick one, so the step is one program. Batches
     have `segments` (zeros outside packed phases) iff some phase is packed.
 
@@ -107,6 +108,15 @@ def curriculum_batch(
         slot_docs = doc_ids(stream, names["bos"])
         phase_slot_docs = None if phase_stream is None else doc_ids(phase_stream, names["bos"])
     phase_docs = None if bos is None or phase_stream is None else doc_ids(phase_stream, bos)
+    packed_rows = []  # per packed phase: [batch, 1] True on the rows it packs (the first ones)
+    for i, p in enumerate(phases):
+        n = round(p.get("packed_rows", 1.0) * batch_size) if packed[i] else 0
+        if packed[i] and n < 1:
+            raise ConfigError(
+                f"config.task.phases[{i}]: packed_rows={p['packed_rows']} packs no row of a "
+                f"batch of {batch_size}; use at least 1/{batch_size}."
+            )
+        packed_rows.append((jnp.arange(batch_size) < n)[:, None])
 
     def batch(key, step):
         k_long, k_short = jax.random.split(key)
@@ -139,7 +149,7 @@ def curriculum_batch(
             toks = D.substitute_names(k_names, toks, sl, dc, names["pool"], names["frac"])
         if not any(packed) and docs is None:
             return {"tokens": toks}
-        for p, m, is_packed in zip(phases, mixed, packed):
+        for p, m, is_packed, rows in zip(phases, mixed, packed, packed_rows):
             if not is_packed:
                 continue
             rv = (p["packed_vocab"] or vocab) if p["packed_source"] == "random" else 0
@@ -148,7 +158,7 @@ def curriculum_batch(
             short, seg = D.packed_windows(
                 k_short, src, batch_size, L, p["packed_len"], random_vocab=rv, pool=pool
             )
-            on = ZC.in_phase(p, step)
+            on = ZC.in_phase(p, step) & rows
             toks, segments = jnp.where(on, short, toks), jnp.where(on, seg, segments)
         return {"tokens": toks, "segments": segments}
 

@@ -40,6 +40,9 @@ ZOO_PHASE_KEYS = {
     "one-token names of every split of the run's tasks: zoo.data.copy_pool_ids)",
     "packed_vocab": "random tokens from [1, packed_vocab) (packed_source='random'; 0 = the "
     "whole vocabulary)",
+    "packed_rows": "the share of the batch's rows that are packed (windows='packed'; "
+    "0 < packed_rows <= 1, default 1): the other rows keep the phase's full windows, so a "
+    "copying task can stay in the mix while the model learns the rest",
 }
 _ABLATE_ARGS = ("site", "heads", "positions", "neurons", "method")
 
@@ -274,7 +277,8 @@ def _check_interventions(ivs, where: str) -> tuple:
 def check_zoo_phases(t, total_steps: int) -> tuple[dict, ...]:
     """`config.task.phases` of a zoo model, checked (:func:`check_phases`, then the data keys
     of ZOO_PHASE_KEYS against the config `t`) and with the defaults filled in: `windows`
-    ("full"), `packed_source` ("code"), `packed_vocab` (0), `task_weights`, `task_options`
+    ("full"), `packed_source` ("code"), `packed_vocab` (0), `packed_rows` (1.0),
+    `task_weights`, `task_options`
     ({})."""
     phases = check_phases(t.get("phases", ()), total_steps, ZOO_PHASE_KEYS)
     out = tuple(_zoo_phase(dict(p), f"config.task.phases[{i}]", t) for i, p in enumerate(phases))
@@ -299,7 +303,9 @@ def _zoo_phase(p: dict, where: str, t) -> dict:
     if p["windows"] not in ("full", "packed"):
         raise bad("windows", "valid window kinds are 'full' and 'packed'.")
     if p["windows"] == "full":
-        given = [k for k in ("packed_len", "packed_source", "packed_vocab") if k in p]
+        given = [
+            k for k in ("packed_len", "packed_source", "packed_vocab", "packed_rows") if k in p
+        ]
         if given:
             raise ConfigError(f"{where}: {given} only apply to windows='packed'.")
     else:
@@ -320,6 +326,10 @@ def _zoo_phase(p: dict, where: str, t) -> dict:
             raise ConfigError(f"{where}: packed_vocab only applies to packed_source='random'.")
         if not isinstance(v, int) or not (v == 0 or 2 <= v <= t.vocab_size):
             raise bad("packed_vocab", f"must be 0 (all) or an int in [2, {t.vocab_size}].")
+        p.setdefault("packed_rows", 1.0)
+        r = p["packed_rows"]
+        if isinstance(r, bool) or not isinstance(r, (int, float)) or not 0 < r <= 1:
+            raise bad("packed_rows", "must be a share of the rows in (0, 1].")
     for k in ("task_weights", "task_options"):
         p[k] = dict(p.get(k) or {})
         unknown = sorted(set(p[k]) - set(MIXTURE_TASKS))

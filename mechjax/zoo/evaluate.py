@@ -24,10 +24,12 @@ from mechjax.run import run
 from mechjax.zoo import data as D
 
 
-def _batched_logits_metrics(model, params, batch, chunk: int = 64):
+def _batched_logits_metrics(model, params, batch, chunk: int = 64, in_prompt: bool = False):
     """Per-example accuracy, logit differences and probability differences (each clean,
-    corrupted), in chunks of `chunk`."""
-    acc, ld, lx, pd, px = [], [], [], [], []
+    corrupted), in chunks of `chunk`; with `in_prompt`, also whether the clean top-1 token
+    at the answer position occurs among the prompt's tokens (a copy from the context rather
+    than an answer from a prior)."""
+    acc, ld, lx, pd, px, ip = [], [], [], [], [], []
     for i in range(0, len(batch), chunk):
         b = batch.take(np.arange(i, min(i + chunk, len(batch))))
         lc, _ = run(model, params, b.tokens)
@@ -37,7 +39,14 @@ def _batched_logits_metrics(model, params, batch, chunk: int = 64):
         lx.append(np.asarray(T.logit_diff(lr, b)))
         pd.append(np.asarray(T.prob_diff(lc, b)))
         px.append(np.asarray(T.prob_diff(lr, b)))
-    return tuple(np.concatenate(x) for x in (acc, ld, lx, pd, px))
+        if in_prompt:
+            last = np.asarray(b.last)
+            top = np.asarray(lc)[np.arange(len(last)), last].argmax(-1)
+            toks = np.asarray(b.tokens)
+            pos = np.arange(toks.shape[1])[None, :] <= last[:, None]
+            ip.append(((toks == top[:, None]) & pos).any(-1))
+    out = tuple(np.concatenate(x) for x in (acc, ld, lx, pd, px))
+    return (*out, np.concatenate(ip)) if in_prompt else out
 
 
 def docstring_names(tokenizer) -> tuple[str, ...]:
@@ -142,7 +151,8 @@ def factor_table(
     `factors` (default :func:`default_factors`), `n` prompts with those kinds from "test" and
     the rest from "train" (`mechjax.data.tasks.splits.factor_prompts`, the generator
     `options`); () is all-train (new combinations of training pieces), all kinds is the test
-    split. Returns [{held_out, n, accuracy, logit_diff, ld_positive}]; prompts the tokenizer
+    split. Returns [{held_out, n, accuracy, logit_diff, ld_positive, top1_in_prompt}]
+    (top1_in_prompt: the share whose top-1 token occurs in the prompt); prompts the tokenizer
     cannot encode, or longer than the model's context, are left out."""
     from mechjax.data.tasks import splits
 
@@ -152,7 +162,7 @@ def factor_table(
         p = p.take(np.flatnonzero(T.encodable(p, tokenizer)))
         b = T.encode(p, tokenizer)
         b = b.take(np.flatnonzero(np.asarray(b.last) < model.cfg.n_ctx))
-        acc, ld, *_ = _batched_logits_metrics(model, params, b)
+        acc, ld, *_, ip = _batched_logits_metrics(model, params, b, in_prompt=True)
         rows.append(
             {
                 "held_out": tuple(kinds),
@@ -160,6 +170,7 @@ def factor_table(
                 "accuracy": float(acc.mean()),
                 "logit_diff": float(ld.mean()),
                 "ld_positive": float((ld > 0).mean()),
+                "top1_in_prompt": float(ip.mean()),
             }
         )
     return rows
@@ -168,14 +179,15 @@ def factor_table(
 def factor_markdown(rows) -> str:
     """`factor_table` rows as a markdown table."""
     lines = [
-        "| test-split kinds (the rest from train) | n | top-1 | logit diff | P(logit diff > 0) |",
-        "|---|---|---|---|---|",
+        "| test-split kinds (the rest from train) | n | top-1 | logit diff | P(logit diff > 0) "
+        "| top-1 in prompt |",
+        "|---|---|---|---|---|---|",
     ]
     for r in rows:
         kinds = ", ".join(r["held_out"]) or "none (train pieces, new combinations)"
         lines.append(
             f"| {kinds} | {r['n']} | {r['accuracy']:.3f} | {r['logit_diff']:.2f} "
-            f"| {r['ld_positive']:.3f} |"
+            f"| {r['ld_positive']:.3f} | {r['top1_in_prompt']:.3f} |"
         )
     return "\n".join(lines)
 
