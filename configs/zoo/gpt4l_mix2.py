@@ -48,6 +48,14 @@ can copy?") formed no induction head in 2,400 random-token steps with MLPs, at l
 d_model 256, each on its own; only the code models' setting (d_model 128, attention only,
 lr 1e-3) did, so the warm-up is not the next lever for this model.
 
+Not run to the end yet: `:two_layer_start` (layers 2-3 off for steps 0-999 on the mixture
+itself; its previous-token head formed in layer 1 by step 1,000, then the run was lost) and
+`:narrow_copy` (the code models' width and learning rate with a copying warm-up on every
+split's name tokens, steps 0-2,499, every MLP and layers 2-3 off). The IOI-only probe of the
+latter recipe (configs/zoo/probe_ioi_names.py:copy_start) answered held-out names from a
+prior over the training names (experiments/zoo/README.md, "IOI: the names, not the
+templates").
+
     mechjax run configs/zoo/gpt4l_mix2.py --workdir runs/zoo/gpt4l_mix2
     python -m mechjax.zoo export runs/zoo/gpt4l_mix2 gpt4l_mix2
 """
