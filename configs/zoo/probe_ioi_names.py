@@ -17,6 +17,9 @@ names, not the templates"):
 - `:slots`: in half of the IOI documents at every step, the names become random word tokens
   (`task.name_slots`), so a per-name route cannot solve those;
 - `:all_slots`: every IOI document's names become random word tokens;
+- `:narrow`: the default at `:copy_start`'s width and learning rate (d_model 128, d_mlp
+  512, lr 1e-3), 1,500 steps, no warm-up: is the width or the warm-up what costs the
+  held-out templates?
 - `:copy_start`: a narrower model (d_model 128, d_mlp 512, lr 1e-3) that first learns to
   copy: steps 0-2,499 are the code models' warm-up (packed 48-token windows of random tokens
   repeating their start) with every MLP and layers 2-3 switched off, so it is the 2-layer
@@ -60,6 +63,7 @@ def get_config(arg=None):
             "kinds": dict(tie_embeddings=True, lexicon_copies=200, lexicon_form="kinds"),
             "slots": dict(name_slots=("ioi",)),
             "all_slots": dict(name_slots=("ioi",), name_slot_frac=1.0),
+            "narrow": dict(d_model=128, d_mlp=512, lr=1e-3, steps=1500),
             "copy_start": dict(d_model=128, d_mlp=512, lr=1e-3, steps=4000, phases=[COPY_START]),
             "copy_slots": dict(
                 d_model=128, d_mlp=512, lr=1e-3, steps=5000, phases=[dict(COPY_START, end=3000)],
