@@ -30,7 +30,9 @@ names, not the templates"):
   every IOI name a random word token (`:all_slots`): its held-out names were answered from a
   prior over the training names, which this takes away, so that only a copy answers;
 - `:copy_keep`: `:copy_slots` with a quarter of the rows still the warm-up's name windows
-  after step 3,000 (`packed_rows=0.25`), so that the copy stays trained beside IOI.
+  after step 3,000 (`packed_rows=0.25`), so that the copy stays trained beside IOI;
+- `:copy_beside`: no warm-up; those copy rows beside IOI (every name slotted) from step 0
+  with every layer on, 3,000 steps: does the copy learned beside IOI keep the templates?
 `steps=N` as in every zoo config.
 """
 
@@ -72,6 +74,10 @@ def get_config(arg=None):
             "copy_keep": dict(
                 d_model=128, d_mlp=512, lr=1e-3, steps=5000, name_slots=("ioi",),
                 name_slot_frac=1.0, phases=[dict(COPY_START, end=3000), KEEP_COPY],
+            ),
+            "copy_beside": dict(
+                d_model=128, d_mlp=512, lr=1e-3, steps=3000, name_slots=("ioi",),
+                name_slot_frac=1.0, phases=[dict(KEEP_COPY, start=0, end=3000)],
             ),
         },
     )  # fmt: skip
