@@ -33,6 +33,7 @@ names, not the templates"):
   after step 3,000 (`packed_rows=0.25`), so that the copy stays trained beside IOI;
 - `:copy_beside`: no warm-up; those copy rows beside IOI (every name slotted) from step 0
   with every layer on, 3,000 steps: does the copy learned beside IOI keep the templates?
+  (It kept them, but formed no copying head and failed every held-out name.)
 `steps=N` as in every zoo config.
 """
 
