@@ -87,8 +87,9 @@ def curriculum_batch(
     inside a mixture phase the same windows' positions drawn from `phase_stream`; inside a
     packed phase, rows of independent short windows (`zoo.data.packed_windows`, of the
     phase's stream or random tokens) and their `segments`, on every row or on the first
-    `round(packed_rows * batch_size)` (the rest keep the phase's full windows). Every source is drawn at every
-    step (cheap gathers) and the phase masks pick one, so the step is one program. Batches
+    `round(packed_rows * batch_size)` (the rest keep the phase's full windows). Every source
+    is drawn at every step (cheap gathers) and the phase masks pick one, so the step is one
+    program. Batches
     have `segments` (zeros outside packed phases) iff some phase is packed.
 
     With `bos` (`task.doc_mask`), every batch has `segments`: the documents of each window

@@ -278,8 +278,7 @@ def check_zoo_phases(t, total_steps: int) -> tuple[dict, ...]:
     """`config.task.phases` of a zoo model, checked (:func:`check_phases`, then the data keys
     of ZOO_PHASE_KEYS against the config `t`) and with the defaults filled in: `windows`
     ("full"), `packed_source` ("code"), `packed_vocab` (0), `packed_rows` (1.0),
-    `task_weights`, `task_options`
-    ({})."""
+    `task_weights`, `task_options` ({})."""
     phases = check_phases(t.get("phases", ()), total_steps, ZOO_PHASE_KEYS)
     out = tuple(_zoo_phase(dict(p), f"config.task.phases[{i}]", t) for i, p in enumerate(phases))
     mixtures = {repr((p["task_weights"], p["task_options"])): i for i, p in enumerate(out)
