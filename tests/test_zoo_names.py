@@ -86,3 +86,43 @@ def test_name_slot_ids_keep_held_out_names_out_of_the_pool():
     assert all(tok.decode([i]).strip() in every for i in copy)
     with pytest.raises(ValueError, match="has one-token names"):
         D.copy_pool_ids(tok, ("greater_than",))
+
+
+def test_a_phase_sets_its_own_slot_share():
+    """A phase's `name_slot_frac` replaces the task's share inside the phase only."""
+    from mechjax.zoo import config as ZC
+
+    stream = _names_stream()
+    slots = D.name_slots(stream, np.arange(10, 20), bos=0)
+    pool = np.arange(100, 200, dtype=np.int32)
+    names = dict(slots=jnp.asarray(slots, jnp.int32), phase_slots=None, pool=pool, frac=1.0, bos=0)
+    t = ZC.zoo_config("probe", None, steps=10, lr=1e-3, batch_size=32, task_share=0.5,
+                      name_slots=("ioi",), phases=[dict(start=0, end=5, name_slot_frac=0.0)]).task  # fmt: skip
+    phases = ZC.check_zoo_phases(t, 10)
+    batch = ZT.curriculum_batch(phases, jnp.asarray(stream), None, 32, 36, 300, 0.0, 4, names=names)
+    plain = ZT.curriculum_batch((), jnp.asarray(stream), None, 32, 36, 300, 0.0, 4)
+    for step, subbed in ((0, False), (4, False), (5, True), (9, True)):
+        key = jax.random.key(step)
+        toks = np.asarray(batch(key, jnp.int32(step))["tokens"])
+        ref = np.asarray(plain(key, step)["tokens"])
+        assert (toks >= 100).any() == subbed, step
+        if not subbed:
+            np.testing.assert_array_equal(toks, ref)
+
+
+@pytest.mark.parametrize(
+    "phase, slots, match",
+    [
+        (dict(name_slot_frac=1.5), ("ioi",), r"name_slot_frac=1.5: must be a share"),
+        (dict(name_slot_frac=True), ("ioi",), r"name_slot_frac=True: must be a share"),
+        (dict(name_slot_frac=0.5), (), r"name_slot_frac needs task.name_slots"),
+    ],
+)
+def test_phase_slot_share_errors(phase, slots, match):
+    from mechjax.train import ConfigError
+    from mechjax.zoo import config as ZC
+
+    t = ZC.zoo_config("probe", None, steps=10, lr=1e-3, batch_size=32, task_share=0.5,
+                      name_slots=slots, phases=[dict(start=0, end=5, **phase)]).task  # fmt: skip
+    with pytest.raises(ConfigError, match=match):
+        ZC.check_zoo_phases(t, 10)

@@ -34,6 +34,10 @@ names, not the templates"):
 - `:copy_beside`: no warm-up; those copy rows beside IOI (every name slotted) from step 0
   with every layer on, 3,000 steps: does the copy learned beside IOI keep the templates?
   (It kept them, but formed no copying head and failed every held-out name.)
+- `:copy_names`: `:copy_slots` with the warm-up's random tokens drawn from the one-token
+  names of every split only (`packed_source="names"`), not from every id below 2,720: the
+  frame, setting and action words of held-out templates are then never copy targets, as in
+  `:narrow`, where they keep the templates.
 `steps=N` as in every zoo config.
 """
 
@@ -71,6 +75,10 @@ def get_config(arg=None):
             "copy_slots": dict(
                 d_model=128, d_mlp=512, lr=1e-3, steps=5000, phases=[dict(COPY_START, end=3000)],
                 name_slots=("ioi",), name_slot_frac=1.0,
+            ),
+            "copy_names": dict(
+                d_model=128, d_mlp=512, lr=1e-3, steps=5000, name_slots=("ioi",),
+                name_slot_frac=1.0, phases=[dict(COPY_START, end=3000, packed_source="names", packed_vocab=0)],
             ),
             "copy_keep": dict(
                 d_model=128, d_mlp=512, lr=1e-3, steps=5000, name_slots=("ioi",),

@@ -100,7 +100,8 @@ def curriculum_batch(
     With `names` ({"slots", "phase_slots", "pool", "frac", "bos"}: `zoo.data.name_slots` of
     `stream` and `phase_stream`, the substitutes' ids, the share of documents), the names of
     that share of the task documents become random word tokens at every step
-    (`zoo.data.substitute_names`); packed phases are left alone. `copy_pool` (token ids,
+    (`zoo.data.substitute_names`; a phase's `name_slot_frac` replaces the share inside it);
+    packed phases are left alone. `copy_pool` (token ids,
     `zoo.data.copy_pool_ids`) is what a packed phase with `packed_source="names"` draws from."""
     mixed = [bool(p["task_weights"] or p["task_options"]) for p in phases]
     packed = [p["windows"] == "packed" for p in phases]
@@ -146,8 +147,12 @@ def curriculum_batch(
             for p, is_packed in zip(phases, packed):
                 if is_packed:
                     sl = jnp.where(ZC.in_phase(p, step), 0, sl)
+            frac = jnp.float32(names["frac"])
+            for p in phases:  # a phase's own share replaces the task's inside the phase
+                if "name_slot_frac" in p:
+                    frac = jnp.where(ZC.in_phase(p, step), p["name_slot_frac"], frac)
             k_names = jax.random.fold_in(key, 1)
-            toks = D.substitute_names(k_names, toks, sl, dc, names["pool"], names["frac"])
+            toks = D.substitute_names(k_names, toks, sl, dc, names["pool"], frac)
         if not any(packed) and docs is None:
             return {"tokens": toks}
         for p, m, is_packed, rows in zip(phases, mixed, packed, packed_rows):

@@ -43,6 +43,8 @@ ZOO_PHASE_KEYS = {
     "packed_rows": "the share of the batch's rows that are packed (windows='packed'; "
     "0 < packed_rows <= 1, default 1): the other rows keep the phase's full windows, so a "
     "copying task can stay in the mix while the model learns the rest",
+    "name_slot_frac": "the share of task documents whose names are random word tokens in this "
+    "phase (0 <= name_slot_frac <= 1; needs task.name_slots; default task.name_slot_frac)",
 }
 _ABLATE_ARGS = ("site", "heads", "positions", "neurons", "method")
 
@@ -343,12 +345,22 @@ def _zoo_phase(p: dict, where: str, t) -> dict:
             f"{where}: task_weights / task_options need task_share > 0 (got {t.task_share}); "
             "a code-only model has no task examples to change."
         )
+    if "name_slot_frac" in p:
+        f = p["name_slot_frac"]
+        if isinstance(f, bool) or not isinstance(f, (int, float)) or not 0 <= f <= 1:
+            raise bad("name_slot_frac", "must be a share of the documents in [0, 1].")
+        if not tuple(t.get("name_slots", ()) or ()):
+            raise ConfigError(
+                f"{where}: name_slot_frac needs task.name_slots (the tasks whose names it "
+                "replaces), e.g. name_slots=('ioi',)."
+            )
+        p["name_slot_frac"] = float(f)
     if p["windows"] == "full" and not (
-        p["task_weights"] or p["task_options"] or p["interventions"]
+        p["task_weights"] or p["task_options"] or p["interventions"] or "name_slot_frac" in p
     ):
         raise ConfigError(
             f"{where} changes nothing (full windows, the base mixture, no interventions); give "
-            "it windows='packed', task_weights / task_options or interventions."
+            "it windows='packed', task_weights / task_options, name_slot_frac or interventions."
         )
     return p
 
