@@ -37,12 +37,12 @@ names, not the templates"):
 - `:copy_names`: `:copy_slots` with the warm-up's random tokens drawn from the one-token
   names of every split only (`packed_source="names"`), not from every id below 2,720: the
   frame, setting and action words of held-out templates are then never copy targets, as in
-  `:narrow`, where they keep the templates.
-- `:copy_names_half`: `:copy_names` with half of the IOI documents' names slotted after the
-  warm-up (the other half keep their training names);
+  `:narrow`, where they keep the templates. (Its 400-token pool formed no induction head by
+  step 3,000: stopped there.)
 - `:ioi_first`: `:narrow`'s IOI with the training names for steps 0-1,499 (a phase with
-  `name_slot_frac=0`), then `:copy_names`' warm-up to step 3,499, then IOI with every name
-  slotted to step 5,000: learn the templates first, then the copy.
+  `name_slot_frac=0`), then `:copy_slots`' warm-up (random tokens below id 2,720) to step
+  3,499, then IOI with every name slotted to step 5,000: learn the templates first, then the
+  copy.
 `steps=N` as in every zoo config.
 """
 
@@ -85,15 +85,11 @@ def get_config(arg=None):
                 d_model=128, d_mlp=512, lr=1e-3, steps=5000, name_slots=("ioi",),
                 name_slot_frac=1.0, phases=[dict(COPY_START, end=3000, packed_source="names", packed_vocab=0)],
             ),
-            "copy_names_half": dict(
-                d_model=128, d_mlp=512, lr=1e-3, steps=5000, name_slots=("ioi",),
-                name_slot_frac=0.5, phases=[dict(COPY_START, end=3000, packed_source="names", packed_vocab=0)],
-            ),
             "ioi_first": dict(
                 d_model=128, d_mlp=512, lr=1e-3, steps=5000, name_slots=("ioi",),
                 name_slot_frac=1.0, phases=[
                     dict(start=0, end=1500, name_slot_frac=0.0),
-                    dict(COPY_START, start=1500, end=3500, packed_source="names", packed_vocab=0),
+                    dict(COPY_START, start=1500, end=3500),
                 ],
             ),
             "copy_keep": dict(
