@@ -100,7 +100,7 @@ def test_copying_at_every_distance_separates_a_copier_from_a_random_model():
 def test_top1_in_prompt_tells_a_copy_from_an_answer_outside_the_prompt(setup):
     """A model that always answers one token (W_U = 0, b_U one-hot): "top-1 in prompt" is 1
     when that token is in every prompt (the first token of each: <|endoftext|> or not) and 0
-    for a token no prompt holds."""
+    for a token no prompt holds; "top-1 a contrast" is 1 exactly where it is the subject."""
     model, params, tok = setup
     prompts = T.generate("ioi", n=16, seed=0, split="test")
     batch = T.encode(prompts.take(np.flatnonzero(T.encodable(prompts, tok))[:8]), tok)
@@ -113,7 +113,12 @@ def test_top1_in_prompt_tells_a_copy_from_an_answer_outside_the_prompt(setup):
         p = jax.tree_util.tree_map(np.asarray, params)
         p["params"]["W_U"] = np.zeros_like(p["params"]["W_U"])
         p["params"]["b_U"] = np.where(np.arange(p["params"]["b_U"].shape[0]) == token, 5.0, 0.0)
-        return E._batched_logits_metrics(model, p, batch, in_prompt=True)[-1]
+        return E._batched_logits_metrics(model, p, batch, in_prompt=True)[-2:]
 
-    assert answering(first).all()
-    assert not answering(unused).any()
+    assert answering(first)[0].all() and not answering(first)[1].any()
+    assert not answering(unused)[0].any()
+    # the subject of the first prompt: a contrast (and in the prompt) there
+    s = int(np.asarray(batch.contrasts)[0, 0])
+    in_prompt, contrast = answering(s)
+    assert in_prompt[0] and contrast[0]
+    assert (contrast == (np.asarray(batch.contrasts)[:, 0] == s)).all()

@@ -28,8 +28,9 @@ def _batched_logits_metrics(model, params, batch, chunk: int = 64, in_prompt: bo
     """Per-example accuracy, logit differences and probability differences (each clean,
     corrupted), in chunks of `chunk`; with `in_prompt`, also whether the clean top-1 token
     at the answer position occurs among the prompt's tokens (a copy from the context rather
-    than an answer from a prior)."""
-    acc, ld, lx, pd, px, ip = [], [], [], [], [], []
+    than an answer from a prior) and whether it is a contrast token (IOI's subject: a copy
+    of the wrong name)."""
+    acc, ld, lx, pd, px, ip, ic = [], [], [], [], [], [], []
     for i in range(0, len(batch), chunk):
         b = batch.take(np.arange(i, min(i + chunk, len(batch))))
         lc, _ = run(model, params, b.tokens)
@@ -45,8 +46,9 @@ def _batched_logits_metrics(model, params, batch, chunk: int = 64, in_prompt: bo
             toks = np.asarray(b.tokens)
             pos = np.arange(toks.shape[1])[None, :] <= last[:, None]
             ip.append(((toks == top[:, None]) & pos).any(-1))
+            ic.append((np.asarray(b.contrasts) == top[:, None]).any(-1))
     out = tuple(np.concatenate(x) for x in (acc, ld, lx, pd, px))
-    return (*out, np.concatenate(ip)) if in_prompt else out
+    return (*out, np.concatenate(ip), np.concatenate(ic)) if in_prompt else out
 
 
 def docstring_names(tokenizer) -> tuple[str, ...]:
@@ -151,8 +153,9 @@ def factor_table(
     `factors` (default :func:`default_factors`), `n` prompts with those kinds from "test" and
     the rest from "train" (`mechjax.data.tasks.splits.factor_prompts`, the generator
     `options`); () is all-train (new combinations of training pieces), all kinds is the test
-    split. Returns [{held_out, n, accuracy, logit_diff, ld_positive, top1_in_prompt}]
-    (top1_in_prompt: the share whose top-1 token occurs in the prompt); prompts the tokenizer
+    split. Returns [{held_out, n, accuracy, logit_diff, ld_positive, top1_in_prompt,
+    top1_contrast}] (the shares whose top-1 token occurs in the prompt, and whose top-1 is a
+    contrast token, e.g. IOI's subject); prompts the tokenizer
     cannot encode, or longer than the model's context, are left out."""
     from mechjax.data.tasks import splits
 
@@ -162,7 +165,7 @@ def factor_table(
         p = p.take(np.flatnonzero(T.encodable(p, tokenizer)))
         b = T.encode(p, tokenizer)
         b = b.take(np.flatnonzero(np.asarray(b.last) < model.cfg.n_ctx))
-        acc, ld, *_, ip = _batched_logits_metrics(model, params, b, in_prompt=True)
+        acc, ld, *_, ip, ic = _batched_logits_metrics(model, params, b, in_prompt=True)
         rows.append(
             {
                 "held_out": tuple(kinds),
@@ -171,6 +174,7 @@ def factor_table(
                 "logit_diff": float(ld.mean()),
                 "ld_positive": float((ld > 0).mean()),
                 "top1_in_prompt": float(ip.mean()),
+                "top1_contrast": float(ic.mean()),
             }
         )
     return rows
@@ -180,14 +184,14 @@ def factor_markdown(rows) -> str:
     """`factor_table` rows as a markdown table."""
     lines = [
         "| test-split kinds (the rest from train) | n | top-1 | logit diff | P(logit diff > 0) "
-        "| top-1 in prompt |",
-        "|---|---|---|---|---|---|",
+        "| top-1 in prompt | top-1 a contrast |",
+        "|---|---|---|---|---|---|---|",
     ]
     for r in rows:
         kinds = ", ".join(r["held_out"]) or "none (train pieces, new combinations)"
         lines.append(
             f"| {kinds} | {r['n']} | {r['accuracy']:.3f} | {r['logit_diff']:.2f} "
-            f"| {r['ld_positive']:.3f} | {r['top1_in_prompt']:.3f} |"
+            f"| {r['ld_positive']:.3f} | {r['top1_in_prompt']:.3f} | {r['top1_contrast']:.3f} |"
         )
     return "\n".join(lines)
 
