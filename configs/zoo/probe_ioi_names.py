@@ -42,7 +42,8 @@ names, not the templates"):
 - `:ioi_first`: `:narrow`'s IOI with the training names for steps 0-1,499 (a phase with
   `name_slot_frac=0`), then `:copy_slots`' warm-up (random tokens below id 2,720) to step
   3,499, then IOI with every name slotted to step 5,000: learn the templates first, then the
-  copy.
+  copy. (The warm-up formed a previous-token head but no induction head by
+  step 3,500: stopped there.)
 `steps=N` as in every zoo config.
 """
 
