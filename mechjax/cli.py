@@ -70,10 +70,18 @@ def build_run(spec: str, overrides: list[str]):
     return config, root, task
 
 
-def cmd_run(spec: str, workdir: str, overrides: list[str]) -> int:
+def cmd_run(spec: str, workdir: str, overrides: list[str], branch_from: str | None = None) -> int:
     from mechjax import train
 
     config, root, task = build_run(spec, overrides)
+    if branch_from:
+        source, _, step = branch_from.rpartition(":")
+        if not (source and step.isdigit()):
+            source, step = branch_from, None
+        cfg = getattr(task.model, "cfg", None)
+        model_config = json.loads(cfg.to_json()) if hasattr(cfg, "to_json") else None
+        step = train.branch_run(source, workdir, None if step is None else int(step), model_config)
+        print(f"branched {workdir} from {source} at step {step}", file=sys.stderr)
     summary = train.train_and_evaluate(config, workdir, task, root=root)
     print(f"done: {workdir}/report.md, summary.json (step {summary.get('step')})")
     return 0
@@ -113,6 +121,12 @@ def _parser() -> argparse.ArgumentParser:
         action="store_true",
         help="multi-host: call jax.distributed.initialize() (auto-detected on TPU pods, SLURM, "
         "Open MPI; or give --coordinator/--num_processes/--process_id) before anything else",
+    )
+    r.add_argument(
+        "--branch-from",
+        metavar="RUN[:STEP]",
+        help="start a new DIR from RUN's checkpoint STEP (default its latest) and train on "
+        "with this config (e.g. another schedule or data after that step)",
     )
     r.add_argument("--coordinator", help="host:port of process 0 (with --distributed)")
     r.add_argument("--num_processes", type=int, help="total processes (with --distributed)")
@@ -159,7 +173,7 @@ def main(argv: list[str] | None = None) -> int:
                 num_processes=args.num_processes,
                 process_id=args.process_id,
             )
-        return cmd_run(args.config, args.workdir, overrides)
+        return cmd_run(args.config, args.workdir, overrides, args.branch_from)
     except RunError as e:
         print(f"error: {e}", file=sys.stderr)
         return 1

@@ -160,3 +160,38 @@ def test_runlocal_writes_outputs_and_report_rebuilds(config, tmp_path, capsys):
     with open(os.path.join(work, "summary.json")) as f:
         assert json.load(f) == summary
     assert main(["report", str(tmp_path / "missing")]) == 1
+
+
+def test_branch_from_continues_another_runs_checkpoint_with_a_new_config(tmp_path, capsys):
+    """`--branch-from RUN:STEP`: the new run starts at RUN's step (its metrics up to there are
+    RUN's), trains on with its own config, and refuses a used workdir, a missing step and a
+    different model."""
+    src, dst = str(tmp_path / "src"), str(tmp_path / "dst")
+    assert main(["run", DEMO + ":runlocal", "--workdir", src, "--config.total_steps=40"]) == 0
+    run = ["run", DEMO + ":runlocal", "--workdir", dst, "--config.total_steps=60"]
+    assert main([*run, "--config.lr=0.01", "--branch-from", f"{src}:20"]) == 0
+    assert f"branched {dst} from {src} at step 20" in capsys.readouterr().err
+
+    def records(d):
+        with open(os.path.join(d, "metrics.jsonl")) as f:
+            return [json.loads(line) for line in f]
+
+    a, b = records(src), records(dst)
+    assert [r for r in b if r["step"] <= 20] == [r for r in a if r["step"] <= 20]
+    assert max(r["step"] for r in b) == 60
+    # after step 20 the branch trains with lr 0.01, so its losses leave the source's
+    later = {(r["step"], r["split"]): r for r in a if r["step"] > 20}
+    moved = [r for r in b if (r["step"], r["split"]) in later and "loss" in r]
+    assert moved and any(r["loss"] != later[(r["step"], r["split"])]["loss"] for r in moved)
+    with open(os.path.join(dst, "branch.json")) as f:
+        assert json.load(f) == {"source": os.path.abspath(src), "step": 20}
+    capsys.readouterr()
+    assert main([*run, "--branch-from", src]) == 1
+    assert "already has checkpoints" in capsys.readouterr().err
+    assert main(["run", DEMO + ":runlocal", "--workdir", str(tmp_path / "x"),
+                 "--branch-from", f"{src}:7"]) == 1  # fmt: skip
+    assert "no such checkpoint; it has [20, 40]" in capsys.readouterr().err
+    assert main(["run", DEMO + ":runlocal", "--workdir", str(tmp_path / "y"),
+                 "--config.task.d_model=48", "--branch-from", src]) == 1  # fmt: skip
+    assert "its model differs from this config's in ['d_model']" in capsys.readouterr().err
+    assert not os.path.exists(tmp_path / "y" / "checkpoints")

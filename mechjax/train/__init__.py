@@ -11,6 +11,7 @@ import importlib
 
 _EXPORTS = {
     "Checkpointer": "checkpoint",
+    "branch_run": "checkpoint",
     "ConfigError": "errors",
     "RunError": "errors",
     "TrainingDiverged": "errors",

@@ -102,3 +102,55 @@ class Checkpointer:
 
     def close(self) -> None:
         self.manager.close()
+
+
+def branch_run(source: str, workdir: str, step: int | None = None, model_config=None) -> int:
+    """Start `workdir` from `source`'s checkpoint `step` (default its latest): copies that
+    checkpoint and `source`'s metrics.jsonl records up to it, and writes branch.json. The
+    next `mechjax run` (or `train_and_evaluate`) in `workdir` then resumes from there with
+    its own config: another schedule, data or interventions after that step, while steps
+    up to it stay `source`'s. `model_config`: the new run's model config (a dict), checked
+    against `source`'s model_config.json. Returns the step. Raises WorkdirError (workdir
+    already has checkpoints, source has none or not that step) or ConfigError (models
+    differ)."""
+    import json
+    import shutil
+
+    from mechjax.train.errors import ConfigError, WorkdirError
+
+    src = Checkpointer(source, read_only=True) if os.path.isdir(
+        os.path.join(source, CHECKPOINT_DIR)
+    ) else None  # fmt: skip
+    steps = src.all_steps() if src is not None else []
+    if not steps:
+        raise WorkdirError(f"--branch-from {source}: no checkpoints there to branch from.")
+    step = steps[-1] if step is None else int(step)
+    if step not in steps:
+        raise WorkdirError(f"--branch-from {source}:{step}: no such checkpoint; it has {steps}.")
+    dst_ckpt = os.path.join(workdir, CHECKPOINT_DIR)
+    if os.path.isdir(dst_ckpt) and os.listdir(dst_ckpt):
+        raise WorkdirError(
+            f"--branch-from: {workdir} already has checkpoints (rerun without --branch-from to "
+            "resume it, or give a new --workdir)."
+        )
+    src_model = os.path.join(source, "model_config.json")
+    if model_config is not None and os.path.exists(src_model):
+        with open(src_model) as f:
+            old = json.load(f)
+        diff = sorted(k for k in set(old) | set(model_config) if old.get(k) != model_config.get(k))
+        if diff:
+            raise ConfigError(
+                f"--branch-from {source}: its model differs from this config's in {diff} "
+                f"({', '.join(f'{k}: {old.get(k)!r} -> {model_config.get(k)!r}' for k in diff)})."
+            )
+    os.makedirs(dst_ckpt, exist_ok=True)
+    shutil.copytree(
+        os.path.join(source, CHECKPOINT_DIR, str(step)), os.path.join(dst_ckpt, str(step))
+    )
+    metrics = os.path.join(source, "metrics.jsonl")
+    if os.path.exists(metrics):
+        with open(metrics) as f, open(os.path.join(workdir, "metrics.jsonl"), "w") as out:
+            out.writelines(line for line in f if json.loads(line).get("step", 0) <= step)
+    with open(os.path.join(workdir, "branch.json"), "w") as f:
+        json.dump({"source": os.path.abspath(source), "step": step}, f)
+    return step
