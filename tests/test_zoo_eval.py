@@ -72,6 +72,10 @@ def test_factor_table_rows_hold_out_one_kind_at_a_time(setup):
     assert [r["held_out"] for r in rows] == list(factors)
     for r in rows:  # every prompt of the lexicon-primed tokenizer encodes
         assert r["n"] == 12 and 0.0 <= r["accuracy"] <= 1.0 and np.isfinite(r["logit_diff"])
+    for r in rows:  # the commonest wrong answers add up to at most the wrong ones
+        assert sum(c for _, c in r["wrong"]) <= round(r["n"] * (1 - r["accuracy"]))
+        assert all(isinstance(t, str) for t, _ in r["wrong"]) and len(r["wrong"]) <= 3
+        assert bool(r["wrong"]) == (r["accuracy"] < 1)
     md = E.factor_markdown(rows)
     assert md.count("\n| ") == len(factors) and "| name | 12 |" in md
     kinds = E.default_factors("ioi")
@@ -113,7 +117,7 @@ def test_top1_in_prompt_tells_a_copy_from_an_answer_outside_the_prompt(setup):
         p = jax.tree_util.tree_map(np.asarray, params)
         p["params"]["W_U"] = np.zeros_like(p["params"]["W_U"])
         p["params"]["b_U"] = np.where(np.arange(p["params"]["b_U"].shape[0]) == token, 5.0, 0.0)
-        return E._batched_logits_metrics(model, p, batch, in_prompt=True)[-2:]
+        return E._batched_logits_metrics(model, p, batch, in_prompt=True)[-3:-1]
 
     assert answering(first)[0].all() and not answering(first)[1].any()
     assert not answering(unused)[0].any()

@@ -14,6 +14,8 @@
 
 from __future__ import annotations
 
+import collections
+
 import numpy as np
 
 from mechjax.analysis import detectors
@@ -29,8 +31,8 @@ def _batched_logits_metrics(model, params, batch, chunk: int = 64, in_prompt: bo
     corrupted), in chunks of `chunk`; with `in_prompt`, also whether the clean top-1 token
     at the answer position occurs among the prompt's tokens (a copy from the context rather
     than an answer from a prior) and whether it is a contrast token (IOI's subject: a copy
-    of the wrong name)."""
-    acc, ld, lx, pd, px, ip, ic = [], [], [], [], [], [], []
+    of the wrong name), and the top-1 token ids."""
+    acc, ld, lx, pd, px, ip, ic, tp = [], [], [], [], [], [], [], []
     for i in range(0, len(batch), chunk):
         b = batch.take(np.arange(i, min(i + chunk, len(batch))))
         lc, _ = run(model, params, b.tokens)
@@ -47,8 +49,11 @@ def _batched_logits_metrics(model, params, batch, chunk: int = 64, in_prompt: bo
             pos = np.arange(toks.shape[1])[None, :] <= last[:, None]
             ip.append(((toks == top[:, None]) & pos).any(-1))
             ic.append((np.asarray(b.contrasts) == top[:, None]).any(-1))
+            tp.append(top)
     out = tuple(np.concatenate(x) for x in (acc, ld, lx, pd, px))
-    return (*out, np.concatenate(ip), np.concatenate(ic)) if in_prompt else out
+    if not in_prompt:
+        return out
+    return (*out, np.concatenate(ip), np.concatenate(ic), np.concatenate(tp))
 
 
 def docstring_names(tokenizer) -> tuple[str, ...]:
@@ -154,8 +159,9 @@ def factor_table(
     the rest from "train" (`mechjax.data.tasks.splits.factor_prompts`, the generator
     `options`); () is all-train (new combinations of training pieces), all kinds is the test
     split. Returns [{held_out, n, accuracy, logit_diff, ld_positive, top1_in_prompt,
-    top1_contrast}] (the shares whose top-1 token occurs in the prompt, and whose top-1 is a
-    contrast token, e.g. IOI's subject); prompts the tokenizer
+    top1_contrast, wrong}] (the shares whose top-1 token occurs in the prompt, and whose top-1
+    is a contrast token, e.g. IOI's subject; `wrong`: the three commonest wrong top-1 tokens
+    with their counts); prompts the tokenizer
     cannot encode, or longer than the model's context, are left out."""
     from mechjax.data.tasks import splits
 
@@ -165,7 +171,8 @@ def factor_table(
         p = p.take(np.flatnonzero(T.encodable(p, tokenizer)))
         b = T.encode(p, tokenizer)
         b = b.take(np.flatnonzero(np.asarray(b.last) < model.cfg.n_ctx))
-        acc, ld, *_, ip, ic = _batched_logits_metrics(model, params, b, in_prompt=True)
+        acc, ld, *_, ip, ic, top = _batched_logits_metrics(model, params, b, in_prompt=True)
+        wrong = collections.Counter(int(t) for t, ok in zip(top, acc) if not ok)
         rows.append(
             {
                 "held_out": tuple(kinds),
@@ -175,6 +182,7 @@ def factor_table(
                 "ld_positive": float((ld > 0).mean()),
                 "top1_in_prompt": float(ip.mean()),
                 "top1_contrast": float(ic.mean()),
+                "wrong": [(tokenizer.decode([t]), c) for t, c in wrong.most_common(3)],
             }
         )
     return rows
@@ -184,14 +192,17 @@ def factor_markdown(rows) -> str:
     """`factor_table` rows as a markdown table."""
     lines = [
         "| test-split kinds (the rest from train) | n | top-1 | logit diff | P(logit diff > 0) "
-        "| top-1 in prompt | top-1 a contrast |",
-        "|---|---|---|---|---|---|---|",
+        "| top-1 in prompt | top-1 a contrast | commonest wrong top-1 |",
+        "|---|---|---|---|---|---|---|---|",
     ]
     for r in rows:
         kinds = ", ".join(r["held_out"]) or "none (train pieces, new combinations)"
+        wrong = ", ".join(f"{t!r} {c}" for t, c in r.get("wrong", ())) or "-"
+        wrong = wrong.replace("|", "\\|")
         lines.append(
             f"| {kinds} | {r['n']} | {r['accuracy']:.3f} | {r['logit_diff']:.2f} "
-            f"| {r['ld_positive']:.3f} | {r['top1_in_prompt']:.3f} | {r['top1_contrast']:.3f} |"
+            f"| {r['ld_positive']:.3f} | {r['top1_in_prompt']:.3f} | {r['top1_contrast']:.3f} "
+            f"| {wrong} |"
         )
     return "\n".join(lines)
 
