@@ -44,7 +44,9 @@ names, not the templates"):
   3,499, then IOI with every name slotted to step 5,000: learn the templates first, then the
   copy. (The warm-up formed a previous-token head but no induction head by
   step 3,500: stopped there.)
-`steps=N` as in every zoo config.
+`steps=N` as in every zoo config. Two continuations of `:copy_slots` from its step-3,000
+checkpoint ran as branches (`--branch-from RUN:3000` with `--config.schedule=constant`, or
+with `--config.task.name_slot_frac=0.5`); neither kept the held-out templates.
 """
 
 from mechjax.zoo.config import zoo_config
