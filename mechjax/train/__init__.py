@@ -11,7 +11,6 @@ import importlib
 
 _EXPORTS = {
     "Checkpointer": "checkpoint",
-    "branch_run": "checkpoint",
     "ConfigError": "errors",
     "RunError": "errors",
     "TrainingDiverged": "errors",
@@ -26,6 +25,7 @@ _EXPORTS = {
     "load_model": "load",
     "load_run": "load",
     "Trainer": "loop",
+    "branch_run": "loop",
     "make_optimizer": "loop",
     "make_schedule": "loop",
     "train_and_evaluate": "loop",

@@ -33,10 +33,10 @@ import numpy as np
 import optax
 
 from mechjax.train import sharding as shd
-from mechjax.train.checkpoint import Checkpointer
+from mechjax.train.checkpoint import CHECKPOINT_DIR, Checkpointer
 from mechjax.train.config import fill_defaults, validate_config
 from mechjax.train.errors import ConfigError, TrainingDiverged, WorkdirError
-from mechjax.train.metrics import MetricWriter
+from mechjax.train.metrics import METRICS_FILE, MetricWriter, read_records
 from mechjax.train.report import RUN_FILE, write_report
 from mechjax.train.task import Task
 
@@ -289,6 +289,54 @@ def _save_run_files(config, workdir: str, task: Task, run_info: dict) -> None:
         "Transformer" if isinstance(task.model, Transformer) and task.model.head is None else "task"
     )
     _write_json(os.path.join(workdir, RUN_FILE), dict(run_info, model_kind=kind))
+
+
+def branch_run(source: str, workdir: str, step: int | None = None, model_config=None) -> int:
+    """Start `workdir` from `source`'s checkpoint `step` (default its latest): copies that
+    checkpoint and `source`'s metrics records up to it, and writes branch.json. The next
+    `mechjax run` (or `train_and_evaluate`) in `workdir` then resumes from there with its own
+    config: another schedule, data or interventions after that step, while steps up to it
+    stay `source`'s. `model_config`: the new run's model config (a dict), checked against
+    `source`'s model_config.json. Returns the step. Raises WorkdirError (workdir already has
+    checkpoints, source has none or not that step) or ConfigError (models differ)."""
+    import shutil
+
+    steps = []
+    if os.path.isdir(os.path.join(source, CHECKPOINT_DIR)):
+        src = Checkpointer(source, read_only=True)
+        steps = src.all_steps()
+        src.close()
+    if not steps:
+        raise WorkdirError(f"--branch-from {source}: no checkpoints there to branch from.")
+    step = steps[-1] if step is None else int(step)
+    if step not in steps:
+        raise WorkdirError(f"--branch-from {source}:{step}: no such checkpoint; it has {steps}.")
+    dst_ckpt = os.path.join(workdir, CHECKPOINT_DIR)
+    if os.path.isdir(dst_ckpt) and os.listdir(dst_ckpt):
+        raise WorkdirError(
+            f"--branch-from: {workdir} already has checkpoints (rerun without --branch-from to "
+            "resume it, or give a new --workdir)."
+        )
+    src_model = os.path.join(source, MODEL_CONFIG_FILE)
+    if model_config is not None and os.path.exists(src_model):
+        with open(src_model) as f:
+            old = json.load(f)
+        diff = sorted(k for k in set(old) | set(model_config) if old.get(k) != model_config.get(k))
+        if diff:
+            raise ConfigError(
+                f"--branch-from {source}: its model differs from this config's in {diff} "
+                f"({', '.join(f'{k}: {old.get(k)!r} -> {model_config.get(k)!r}' for k in diff)})."
+            )
+    os.makedirs(dst_ckpt, exist_ok=True)
+    shutil.copytree(
+        os.path.join(source, CHECKPOINT_DIR, str(step)), os.path.join(dst_ckpt, str(step))
+    )
+    with open(os.path.join(workdir, METRICS_FILE), "w") as out:
+        out.writelines(json.dumps(r) + "\n" for r in read_records(source) if r["step"] <= step)
+    _write_json(
+        os.path.join(workdir, "branch.json"), {"source": os.path.abspath(source), "step": step}
+    )
+    return step
 
 
 class _SigintFlag:
