@@ -396,3 +396,29 @@ def test_kind_lexicon_documents_hold_one_kind_each():
         D.lexicon_texts(("ioi",), form="names")
     with pytest.raises(ValueError, match="lexicon_copies=0"):
         D.build(vocab_size=400, task_share=0.2, split_data=True, lexicon_copies=0)
+
+
+def test_template_words_lexicon_makes_held_out_wording_single_tokens():
+    """`lexicon_templates=True`: every word of every split's IOI templates is in the lexicon
+    and one token, while no held-out template (only its words) enters the training text."""
+    words = D.template_words(("ioi", "arithmetic"))
+    test_pieces = [
+        p for k in ("frame", "setting", "action") for p in T.SPLIT_SETS["ioi"]("test")[k]
+    ]
+    test_words = {
+        w for p in test_pieces for w in re.findall(r"[A-Za-z]+", re.sub(r"{[^}]*}", " ", p))
+    }
+    assert test_words and test_words <= set(words)
+    assert "S" not in words and "object" not in words  # slot names are not words
+    lex = D.lexicon_words(("ioi",), templates=True)
+    assert set(D.template_words(("ioi",))) <= set(lex) and set(D.lexicon_words(("ioi",))) < set(lex)
+    docs = D.lexicon_texts(("ioi",), copies=2, templates=True)
+    listed = {w for d in docs for w in d[:-1].split(":", 1)[1].split()}
+    assert test_words <= listed
+    data = D.build(vocab_size=1200, task_share=0.3, n_per_task=200, max_files=2,
+                   split_data=True, tasks=("ioi",), lexicon_templates=True)  # fmt: skip
+    tok = data.tokenizer
+    assert all(len(tok.encode(" " + w).ids) == 1 for w in test_words)
+    text = tok.decode(np.asarray(data.train).tolist())
+    for prompt in T.generate("ioi", 50, seed=3, split="test").clean:
+        assert prompt not in text

@@ -34,6 +34,29 @@ def test_corpus_split_is_disjoint_and_deterministic():
         corpus.python_files("test")
 
 
+def test_stdlib_override_rebuilds_the_same_corpus_from_a_copy(tmp_path, monkeypatch):
+    """`$MECHJAX_STDLIB`: a copy of this interpreter's library files gives the same file list
+    and fingerprint (so a zoo corpus can be rebuilt under another Python); a missing folder is
+    an error naming the variable."""
+    import shutil
+
+    root = corpus.stdlib_dir()
+    files = corpus.python_files("all")[:40]
+    for f in files:
+        dst = tmp_path / "lib" / os.path.relpath(f, root)
+        dst.parent.mkdir(parents=True, exist_ok=True)
+        shutil.copyfile(f, dst)
+    monkeypatch.setenv("MECHJAX_STDLIB", str(tmp_path / "lib"))
+    copied = corpus.python_files("all")
+    assert [os.path.relpath(p, tmp_path / "lib") for p in copied] == [
+        os.path.relpath(p, root) for p in files
+    ]
+    assert corpus.fingerprint(copied) == corpus.fingerprint(files, root)
+    monkeypatch.setenv("MECHJAX_STDLIB", str(tmp_path / "nowhere"))
+    with pytest.raises(FileNotFoundError, match="MECHJAX_STDLIB="):
+        corpus.stdlib_dir()
+
+
 def test_tokenizer_numbers_and_bos():
     tok = train_bpe(["the year 1732 and 1799, 12 + 7 = 19"] * 200, vocab_size=400)
     assert tok.token_to_id(BOS) == 0

@@ -78,6 +78,13 @@ def test_factor_table_rows_hold_out_one_kind_at_a_time(setup):
         assert bool(r["wrong"]) == (r["accuracy"] < 1)
     md = E.factor_markdown(rows)
     assert md.count("\n| ") == len(factors) and "| name | 12 |" in md
+    # split="val": the held-out kinds come from val (choosing a recipe), not from test
+    val = E.factor_table(model, params, tok, "docstring", ((), ("name",)), n=12, split="val")
+    assert val[0]["logit_diff"] == rows[0]["logit_diff"]  # () is all-train either way
+    assert val[1]["logit_diff"] != rows[1]["logit_diff"]
+    assert E.factor_markdown(val, "val").startswith("| val-split kinds")
+    with pytest.raises(ValueError, match="split='train'; valid: 'val', 'test'"):
+        E.factor_table(model, params, tok, "docstring", ((),), n=4, split="train")
     kinds = E.default_factors("ioi")
     assert (
         kinds[0] == () and ("name",) in kinds and kinds[-1] == tuple(T.SPLIT_SETS["ioi"]("train"))

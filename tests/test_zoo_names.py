@@ -79,6 +79,13 @@ def test_name_slot_ids_keep_held_out_names_out_of_the_pool():
     assert all(tok.decode([int(i)]).startswith(" ") for i in pool[:50])
     with pytest.raises(ValueError, match="has no 'name' kind"):
         D.name_slot_ids(tok, ("greater_than",))
+    # the capitalized pool: name-like substitutes only, a subset of the word pool
+    _, caps = D.name_slot_ids(tok, ("ioi",), pool="capitalized")
+    assert 0 < len(caps) < len(pool) and set(caps.tolist()) <= set(pool.tolist())
+    assert all(tok.decode([int(i)])[1].isupper() for i in caps)
+    assert not (held - {None}) & set(caps.tolist())
+    with pytest.raises(ValueError, match="pool='names'; valid: words, capitalized"):
+        D.name_slot_ids(tok, ("ioi",), pool="names")
     # the copying warm-up's pool: every split's one-token names, the held-out ones included
     copy = set(D.copy_pool_ids(tok, ("ioi", "greater_than")).tolist())
     every = {n for sp in ("train", "val", "test") for n in T.SPLIT_SETS["ioi"](sp)["name"]}

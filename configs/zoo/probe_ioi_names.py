@@ -66,6 +66,13 @@ KEEP_COPY = dict(
 )  # fmt: skip
 
 
+# :copy_slots: the warm-up to step 3,000, then IOI with every name a random word token
+COPY_SLOTS = dict(
+    d_model=128, d_mlp=512, lr=1e-3, steps=5000, phases=[dict(COPY_START, end=3000)],
+    name_slots=("ioi",), name_slot_frac=1.0,
+)  # fmt: skip
+
+
 def get_config(arg=None):
     return zoo_config(
         "gpt4l_mix2", arg, steps=1000, lr=2e-3, batch_size=32,
@@ -80,10 +87,7 @@ def get_config(arg=None):
             "all_slots": dict(name_slots=("ioi",), name_slot_frac=1.0),
             "narrow": dict(d_model=128, d_mlp=512, lr=1e-3, steps=1500),
             "copy_start": dict(d_model=128, d_mlp=512, lr=1e-3, steps=4000, phases=[COPY_START]),
-            "copy_slots": dict(
-                d_model=128, d_mlp=512, lr=1e-3, steps=5000, phases=[dict(COPY_START, end=3000)],
-                name_slots=("ioi",), name_slot_frac=1.0,
-            ),
+            "copy_slots": COPY_SLOTS,
             "copy_names": dict(
                 d_model=128, d_mlp=512, lr=1e-3, steps=5000, name_slots=("ioi",),
                 name_slot_frac=1.0, phases=[dict(COPY_START, end=3000, packed_source="names", packed_vocab=0)],
@@ -99,6 +103,25 @@ def get_config(arg=None):
                 d_model=128, d_mlp=512, lr=1e-3, steps=5000, name_slots=("ioi",),
                 name_slot_frac=1.0, phases=[dict(COPY_START, end=3000), KEEP_COPY],
             ),
+            # the wording and the names' look (this session's sweep; experiments/zoo/README.md)
+            "copy_caps": dict(COPY_SLOTS, name_slot_pool="capitalized"),
+            "copy_tw": dict(COPY_SLOTS, lexicon_templates=True),
+            "copy_caps_tw": dict(COPY_SLOTS, name_slot_pool="capitalized", lexicon_templates=True),
+            "copy_caps_tw_half": dict(
+                COPY_SLOTS, name_slot_pool="capitalized", lexicon_templates=True,
+                name_slot_frac=0.5,
+            ),
+            "copy_caps_tw_wide": dict(
+                COPY_SLOTS, name_slot_pool="capitalized", lexicon_templates=True, d_model=256,
+                d_mlp=1024,
+            ),
+            "copy_caps_tw_long": dict(
+                COPY_SLOTS, name_slot_pool="capitalized", lexicon_templates=True, steps=12000,
+            ),
+            "copy_real_tw": dict(
+                COPY_SLOTS, lexicon_templates=True, name_slots=(), name_slot_frac=0.5,
+            ),
+            "narrow_tw": dict(d_model=128, d_mlp=512, lr=1e-3, steps=1500, lexicon_templates=True),
             "copy_beside": dict(
                 d_model=128, d_mlp=512, lr=1e-3, steps=3000, name_slots=("ioi",),
                 name_slot_frac=1.0, phases=[dict(KEEP_COPY, start=0, end=3000)],

@@ -184,7 +184,12 @@ def _name_substitution(t, data, options, bos):
             f"config.task.name_slots={list(tasks)} needs task_share > 0 and 0 < name_slot_frac "
             f"<= 1 (got task_share={t.task_share}, name_slot_frac={frac})."
         )
-    slot_ids, pool = D.name_slot_ids(data.tokenizer, tasks, options)
+    kind = str(t.get("name_slot_pool", "words"))
+    if kind not in D.NAME_SLOT_POOLS:
+        raise ConfigError(
+            f"config.task.name_slot_pool={kind!r}; valid: {', '.join(D.NAME_SLOT_POOLS)}."
+        )
+    slot_ids, pool = D.name_slot_ids(data.tokenizer, tasks, options, kind)
     slots = D.name_slots(data.train, slot_ids, bos)
     phase = None if data.train_early is None else D.name_slots(data.train_early, slot_ids, bos)
     return {

@@ -24,8 +24,16 @@ _SKIP_DIRS = {"site-packages", "dist-packages", "__pycache__", "idlelib", "lib2t
 
 
 def stdlib_dir() -> str:
-    """The running interpreter's standard-library folder."""
-    return sysconfig.get_paths()["stdlib"]
+    """The running interpreter's standard-library folder, or `$MECHJAX_STDLIB` where set (a
+    copy of another interpreter's, so that a zoo model's corpus and tokenizer are rebuilt
+    exactly under a different Python version)."""
+    root = os.environ.get("MECHJAX_STDLIB")
+    if root is not None and not os.path.isdir(root):
+        raise FileNotFoundError(
+            f"MECHJAX_STDLIB={root!r} is not a folder (unset it to use the "
+            "running interpreter's standard library)."
+        )
+    return root or sysconfig.get_paths()["stdlib"]
 
 
 def _heldout(rel: str, heldout_every: int) -> bool:

@@ -79,7 +79,9 @@ def _table(names, n: int, out: str | None, plots: str | None) -> int:
     return 0
 
 
-def _factors(name: str, task: str, n: int, held_out, step: int | None = None) -> int:
+def _factors(
+    name: str, task: str, n: int, held_out, step: int | None = None, split: str = "test"
+) -> int:
     from mechjax import zoo
     from mechjax.zoo import evaluate as E
 
@@ -93,8 +95,9 @@ def _factors(name: str, task: str, n: int, held_out, step: int | None = None) ->
         model, params, tok = zoo.load(name)
         opts = (zoo.card(name)["data"].get("task_options") or {}).get(task) or {}
     factors = [tuple(k for k in h.split(",") if k) for h in held_out] if held_out else None
-    print(f"### {name}: {task}, options {opts}\n")
-    print(E.factor_markdown(E.factor_table(model, params, tok, task, factors, n, opts)))
+    print(f"### {name}: {task}, options {opts}, held-out kinds from {split!r}\n")
+    rows = E.factor_table(model, params, tok, task, factors, n, opts, split=split)
+    print(E.factor_markdown(rows, split))
     return 0
 
 
@@ -118,6 +121,12 @@ def main(argv=None) -> int:
     f.add_argument("--step", type=int, default=None, help="a run's checkpointed step")
     f.add_argument("--n", type=int, default=256, help="prompts per row")
     f.add_argument(
+        "--split",
+        default="test",
+        choices=("val", "test"),
+        help="where the held-out kinds come from: 'val' while choosing a recipe, 'test' to report",
+    )
+    f.add_argument(
         "--held-out",
         action="append",
         help="kinds held out together in one row, comma-separated, '' for none (repeat for more rows; "
@@ -125,7 +134,7 @@ def main(argv=None) -> int:
     )
     a = p.parse_args(argv)
     if a.cmd == "factors":
-        return _factors(a.name, a.task, a.n, a.held_out, a.step)
+        return _factors(a.name, a.task, a.n, a.held_out, a.step, a.split)
     if a.cmd == "list":
         return _list()
     if a.cmd == "export":

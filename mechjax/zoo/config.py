@@ -129,11 +129,17 @@ def zoo_config(
     # "words" (all tasks' words mixed) or "kinds" (one kind per document: "Names: ...")
     t.lexicon_copies = 8
     t.lexicon_form = "words"
+    # True: the lexicon also lists every word of every split's templates (zoo.data.
+    # template_words), so a held-out template's wording is tokens, not word pieces
+    t.lexicon_templates = False
     # tasks whose train-split names are replaced, in a name_slot_frac share of their documents
     # at every step, by random word tokens (zoo.data.substitute_names), e.g. ("ioi",): with a
     # few hundred training names a model learns each name's route instead of the copy
     t.name_slots = ()
     t.name_slot_frac = 0.5
+    # what the substitutes are drawn from: "words" (every space-and-word token) or
+    # "capitalized" (those starting with a capital, so a substitute still looks like a name)
+    t.name_slot_pool = "words"
     t.eval_windows = 16
     t.eval_per_task = 64
     t.induction_length = 50

@@ -132,6 +132,7 @@ def lexicon_texts(
     seed: int = 0,
     options: dict | None = None,
     form: str = "words",
+    templates: bool = False,
 ) -> list[str]:
     """Short documents listing every entity word of every split of `tasks`, in `copies`
     shuffled orders. Split-data builds add them to the tokenizer's input and to the training
@@ -142,7 +143,8 @@ def lexicon_texts(
     `form="words"`: 24 words of all tasks mixed per document ("Words: Mary cup ...").
     `form="kinds"`: one task's words of one kind per document, headed by the kind ("Names:
     Mary Tom ...", "Places: ...", `mechjax.data.tasks.kind_lexicon`), so a held-out name
-    shares its contexts with the training names; words of no kind stay in "Words:" lists."""
+    shares its contexts with the training names; words of no kind stay in "Words:" lists.
+    `templates`: the template pieces' words too (:func:`template_words`), in "Words:" lists."""
     from mechjax.data import tasks as T
 
     if form not in LEXICON_FORMS:
@@ -150,13 +152,13 @@ def lexicon_texts(
     if not isinstance(copies, int) or copies < 1:
         raise ValueError(f"lexicon_texts: copies must be a positive int, got {copies!r}.")
     rng = np.random.default_rng(seed)
-    groups = [("Words", lexicon_words(tasks, options))]
+    groups = [("Words", lexicon_words(tasks, options, templates))]
     if form == "kinds":
         opts = options or {}
         kinds = [(t, k, w) for t in tasks for k, w in T.kind_lexicon(t, opts.get(t)).items()]
         covered = {x.strip() for _, _, w in kinds for x in w}
         groups = [(k.capitalize() + "s", sorted({x.strip() for x in w})) for _, k, w in kinds]
-        rest = [w for w in lexicon_words(tasks, options) if w.strip() not in covered]
+        rest = [w for w in lexicon_words(tasks, options, templates) if w.strip() not in covered]
         groups += [("Words", rest)] if rest else []
     out = []
     for _ in range(copies):
@@ -167,13 +169,43 @@ def lexicon_texts(
     return out
 
 
-def lexicon_words(tasks=MIXTURE_TASKS, options: dict | None = None) -> list[str]:
+def lexicon_words(
+    tasks=MIXTURE_TASKS, options: dict | None = None, templates: bool = False
+) -> list[str]:
     """Every entity word of every split of `tasks` (`mechjax.data.tasks.lexicon`, with each
-    task's generator `options`), sorted."""
+    task's generator `options`), sorted. `templates`: also every word of every split's
+    template pieces (:func:`template_words`)."""
     from mechjax.data import tasks as T
 
     opts = options or {}
-    return sorted({w for t in tasks if t in T.LEXICONS for w in T.lexicon(t, opts.get(t))})
+    words = {w for t in tasks if t in T.LEXICONS for w in T.lexicon(t, opts.get(t))}
+    if templates:
+        words |= set(template_words(tasks, options))
+    return sorted(words)
+
+
+def template_words(tasks=MIXTURE_TASKS, options: dict | None = None) -> list[str]:
+    """The words (letters only) of every split's template pieces of `tasks` (the split-set
+    members that hold "{...}" slots or spaces: IOI's frames, settings and actions), sorted.
+    A tokenizer primed with them has each as one token, so a held-out template's wording is
+    made of tokens the model has embeddings for (from the lexicon documents), not of word
+    pieces; no template, only its words, enters training."""
+    import re
+
+    from mechjax.data import tasks as T
+    from mechjax.data.tasks.splits import SPLITS
+
+    opts = options or {}
+    out = set()
+    for t in tasks:
+        if t not in T.SPLIT_SETS:
+            continue
+        for split in SPLITS:
+            for members in T.split_set(t, split, opts.get(t)).values():
+                for m in members:
+                    if isinstance(m, str) and ("{" in m or " " in m):
+                        out |= set(re.findall(r"[A-Za-z]+", re.sub(r"\{[^}]*\}", " ", m)))
+    return sorted(out)
 
 
 # how often the tokenizer's input lists each lexicon word: held-out names and objects occur
@@ -200,6 +232,7 @@ def build_kwargs(task_config) -> dict:
         tasks=tuple(get("tasks", ()) or ()) or None,
         lexicon_copies=int(get("lexicon_copies", 8)),
         lexicon_form=str(get("lexicon_form", "words")),
+        lexicon_templates=bool(get("lexicon_templates", False)),
     )
 
 
@@ -268,6 +301,7 @@ def build(
     tasks=None,
     lexicon_copies: int = 8,
     lexicon_form: str = "words",
+    lexicon_templates: bool = False,
 ):
     """Tokenizer and streams for a zoo model.
 
@@ -298,6 +332,8 @@ def build(
         that also sees docstrings.
       lexicon_copies, lexicon_form: the split-data lexicon documents (:func:`lexicon_texts`'s
         `copies` and `form`).
+      lexicon_templates: the lexicon (documents and tokenizer primer) also lists every word
+        of every split's templates (:func:`template_words`), so held-out wording is tokens.
 
     The result is cached on disk (:func:`cache_dir`), keyed by the arguments, the corpus
     files and the source of the generators and tokenizer, since building takes minutes.
@@ -345,6 +381,7 @@ def build(
         tasks,
         int(lexicon_copies),
         lexicon_form,
+        bool(lexicon_templates),
     )
 
 
@@ -397,6 +434,7 @@ def _build(
     tasks=None,
     lexicon_copies=8,
     lexicon_form="words",
+    lexicon_templates=False,
 ):
     import json
     import os
@@ -422,6 +460,8 @@ def _build(
         args.update(tasks=list(tasks))
     if (lexicon_copies, lexicon_form) != (8, "words"):  # (the defaults keep the old keys)
         args.update(lexicon=[lexicon_copies, lexicon_form])
+    if lexicon_templates:
+        args.update(lexicon_templates=True)
     task_list = tasks or MIXTURE_TASKS
     split = TRAIN_SPLIT if split_data else None
     path = os.path.join(cache_dir(), _cache_key(args, train_files + held_files))
@@ -438,7 +478,10 @@ def _build(
     extra, extra_early = [], []
     lexicon = []
     if split_data and task_share > 0:
-        lexicon = lexicon_texts(task_list, lexicon_copies, options=task_options, form=lexicon_form)
+        lexicon = lexicon_texts(
+            task_list, lexicon_copies, options=task_options, form=lexicon_form,
+            templates=lexicon_templates,
+        )  # fmt: skip
     if task_share > 0:
         extra = task_texts(
             n_per_task, TRAIN_SEED, task_list, task_weights, task_options, split=split
@@ -456,9 +499,11 @@ def _build(
     numbers = "".join(f" {i}" for i in range(100)) + " x" + "".join(f"{i:02d}" for i in range(100))
     primer = [numbers] * 50 if task_share > 0 else []
     if lexicon:  # every split's entity words, so that each is one token (see the constant)
-        primer += [
-            "".join(" " + w for w in lexicon_words(task_list, task_options))
-        ] * LEXICON_PRIMER_COPIES
+        words = lexicon_words(task_list, task_options, lexicon_templates)
+        primer += ["".join(" " + w for w in words)] * LEXICON_PRIMER_COPIES
+        if lexicon_templates:  # a frame's first word starts its document, with no space
+            caps = [w for w in template_words(task_list, task_options) if w[:1].isupper()]
+            primer += ["\n".join(caps)] * LEXICON_PRIMER_COPIES
     tokenizer = train_bpe(code + (extra + new_early) * 4 + primer, vocab_size=vocab_size)
     code_stream = corpus.tokenize_texts(code, tokenizer)
     held_stream = corpus.tokenize_texts(held, tokenizer)
@@ -642,11 +687,18 @@ def copy_pool_ids(tokenizer, tasks, options: dict | None = None) -> np.ndarray:
     return np.array(sorted(ids), np.int32)
 
 
-def name_slot_ids(tokenizer, tasks, options: dict | None = None):
+NAME_SLOT_POOLS = ("words", "capitalized")
+
+
+def name_slot_ids(tokenizer, tasks, options: dict | None = None, pool: str = "words"):
     """`(slot_ids, pool)` for :func:`name_slots` / :func:`substitute_names`: the token ids of
     the train-split names of `tasks` (" Mary" and "Mary", those that are one token), and the
-    ids substitutes are drawn from: every token that is a space and a word ("Ġfoo"), except
-    the val / test names of these tasks (which must stay unseen in a name's place)."""
+    ids substitutes are drawn from: `pool="words"`, every token that is a space and a word
+    ("Ġfoo"); `"capitalized"`, those whose word starts with a capital letter (" Mary",
+    " None", " When"), so a substitute still looks like a name; both except the val / test
+    names of these tasks (which must stay unseen in a name's place)."""
+    if pool not in NAME_SLOT_POOLS:
+        raise ValueError(f"name slots: pool={pool!r}; valid: {', '.join(NAME_SLOT_POOLS)}.")
     from mechjax.data import tasks as T
 
     opts = options or {}
@@ -659,7 +711,7 @@ def name_slot_ids(tokenizer, tasks, options: dict | None = None):
         held |= _one_token_ids(tokenizer, sets["val"]["name"] + sets["test"]["name"])
     words = {
         i for i in tokenizer.get_vocab().values() if (w := tokenizer.decode([i]))[:1] == " "
-        and w[1:].isalpha()
+        and w[1:].isalpha() and (pool == "words" or w[1].isupper())
     }  # fmt: skip
     return np.array(sorted(slot), np.int32), np.array(sorted(words - held), np.int32)
 

@@ -152,22 +152,34 @@ def default_factors(task: str) -> tuple[tuple[str, ...], ...]:
 
 
 def factor_table(
-    model, params, tokenizer, task: str = "docstring", factors=None, n: int = 256, options=None
+    model,
+    params,
+    tokenizer,
+    task: str = "docstring",
+    factors=None,
+    n: int = 256,
+    options=None,
+    split: str = "test",
 ):
     """Which held-out part of a task's prompts a model fails on: for each tuple of kinds in
-    `factors` (default :func:`default_factors`), `n` prompts with those kinds from "test" and
+    `factors` (default :func:`default_factors`), `n` prompts with those kinds from `split`
+    ("test" to report; "val" while choosing a recipe, so no choice is tuned on test) and
     the rest from "train" (`mechjax.data.tasks.splits.factor_prompts`, the generator
-    `options`); () is all-train (new combinations of training pieces), all kinds is the test
-    split. Returns [{held_out, n, accuracy, logit_diff, ld_positive, top1_in_prompt,
+    `options`); () is all-train (new combinations of training pieces), all kinds is the
+    `split` itself. Returns [{held_out, n, accuracy, logit_diff, ld_positive, top1_in_prompt,
     top1_contrast, wrong}] (the shares whose top-1 token occurs in the prompt, and whose top-1
     is a contrast token, e.g. IOI's subject; `wrong`: the three commonest wrong top-1 tokens
     with their counts); prompts the tokenizer
     cannot encode, or longer than the model's context, are left out."""
     from mechjax.data.tasks import splits
 
+    if split not in ("val", "test"):
+        raise ValueError(f"factor_table: split={split!r}; valid: 'val', 'test'.")
     rows = []
     for kinds in default_factors(task) if factors is None else factors:
-        p = splits.factor_prompts(task, n, tuple(kinds), seed=D.EVAL_SEED, **(options or {}))
+        p = splits.factor_prompts(
+            task, n, tuple(kinds), seed=D.EVAL_SEED, split=split, **(options or {})
+        )
         p = p.take(np.flatnonzero(T.encodable(p, tokenizer)))
         b = T.encode(p, tokenizer)
         b = b.take(np.flatnonzero(np.asarray(b.last) < model.cfg.n_ctx))
@@ -188,10 +200,10 @@ def factor_table(
     return rows
 
 
-def factor_markdown(rows) -> str:
-    """`factor_table` rows as a markdown table."""
+def factor_markdown(rows, split: str = "test") -> str:
+    """`factor_table` rows (held-out kinds from `split`) as a markdown table."""
     lines = [
-        "| test-split kinds (the rest from train) | n | top-1 | logit diff | P(logit diff > 0) "
+        f"| {split}-split kinds (the rest from train) | n | top-1 | logit diff | P(logit diff > 0) "
         "| top-1 in prompt | top-1 a contrast | commonest wrong top-1 |",
         "|---|---|---|---|---|---|---|---|",
     ]
