@@ -93,6 +93,19 @@ def test_name_slot_ids_keep_held_out_names_out_of_the_pool():
     assert all(tok.decode([i]).strip() in every for i in copy)
     with pytest.raises(ValueError, match="has one-token names"):
         D.copy_pool_ids(tok, ("greater_than",))
+    # a random-token warm-up whose id range misses some of those names says which, and the
+    # range that holds them all
+    top = max(copy)
+    warm = dict(windows="packed", packed_source="random")
+    ok = ZT.uncovered_names([dict(warm, packed_vocab=top + 1)], tok, ("ioi",), None)
+    short = ZT.uncovered_names(
+        [dict(windows="full"), dict(warm, packed_vocab=top)], tok, ("ioi",), None
+    )
+    assert ok == [] and len(short) == 1
+    assert short[0].startswith("config.task.phases[1]: packed_vocab=") and (
+        f"packed_vocab={top + 1} would hold them all" in short[0]
+    )
+    assert ZT.uncovered_names([dict(warm, packed_vocab=0)], tok, ("ioi",), None) == []
 
 
 def test_a_phase_sets_its_own_slot_share():

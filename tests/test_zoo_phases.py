@@ -389,3 +389,22 @@ def test_induction_probe_runs_as_a_config_of_the_loop(tmp_path):
         with c.task.unlocked():
             c.task.probe = "inductin"
         zoo_task.build(c)
+
+
+def test_a_variants_learning_rate_and_batch_reach_the_runner_config():
+    """The loop reads `config.lr` / `config.batch_size`; a variant's `lr` once went into
+    `config.task.lr`, which nothing reads, so every "lr 1e-3" probe trained at the default."""
+    kw = dict(steps=10, lr=2e-3, batch_size=32, task_share=0.5, tasks=("ioi",))
+    variants = {"slow": dict(lr=1e-3, batch_size=8, schedule="constant", steps=20)}
+    c = ZC.zoo_config("probe", "slow", variants=variants, **kw)
+    assert (c.lr, c.batch_size, c.schedule, c.total_steps) == (1e-3, 8, "constant", 20)
+    for k in ("lr", "batch_size", "schedule", "steps"):
+        assert k not in c.task
+    d = ZC.zoo_config("probe", None, variants=variants, **kw)
+    assert (d.lr, d.batch_size, d.schedule, d.total_steps) == (2e-3, 32, "warmup_cosine", 10)
+    # every shipped config's variants: no runner key is left in the task
+    for name in ("probe_ioi_names", "gpt4l_mix2"):
+        cfg = os.path.join(ROOT, f"configs/zoo/{name}.py")
+        for v in ("copy_slots", "narrow") if name == "probe_ioi_names" else ("narrow_copy",):
+            c = load_config_file(f"{cfg}:{v}")
+            assert "lr" not in c.task, (name, v)

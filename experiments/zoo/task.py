@@ -16,6 +16,7 @@ from __future__ import annotations
 import functools
 import json
 import os
+import sys
 
 import jax
 import jax.numpy as jnp
@@ -209,6 +210,41 @@ def _copy_pool(phases, data, task_names, options):
     return jnp.asarray(D.copy_pool_ids(data.tokenizer, task_names, options))
 
 
+def uncovered_names(phases, tokenizer, task_names, options) -> list[str]:
+    """One line per random-token packed phase (`packed_source="random"`, `packed_vocab` > 0)
+    whose ids `[1, packed_vocab)` leave out some one-token names of the tasks' splits (the
+    tokens a copying warm-up is meant to teach as copy targets): how many of each split's,
+    and the `packed_vocab` that would hold them all. Empty when every name is covered or no
+    task has names. The ids depend on the tokenizer, which depends on the data build's keys
+    (`task.lexicon_templates` moves them), so a range chosen for one build can miss names of
+    another."""
+    out = []
+    for i, p in enumerate(phases):
+        if p.get("windows") != "packed" or p.get("packed_source") != "random":
+            continue
+        rv = p.get("packed_vocab") or 0
+        if not rv:
+            continue
+        missed, top = {}, 0
+        for sp in ("train", "val", "test"):
+            ids = set()
+            for t in task_names:
+                names = T.split_set(t, sp, (options or {}).get(t)).get("name")
+                ids |= D._one_token_ids(tokenizer, names) if names else set()
+            if ids:
+                top = max(top, max(ids))
+                n = sum(1 for j in ids if j >= rv)
+                if n:
+                    missed[sp] = f"{n} of {len(ids)}"
+        if missed:
+            parts = ", ".join(f"{sp} {v}" for sp, v in missed.items())
+            out.append(
+                f"config.task.phases[{i}]: packed_vocab={rv} leaves one-token names out of the "
+                f"warm-up's random tokens ({parts}); packed_vocab={top + 1} would hold them all."
+            )
+    return out
+
+
 def lm_loss(model):
     """The zoo models' loss: mean next-token loss under the loop's interventions (a phase's,
     gated by the step); with `segments` (packed windows), behind `mj.document_mask` and
@@ -286,6 +322,8 @@ def build(config) -> Task:
     def init(key):
         return mj.init(model, key, jnp.zeros((1, L), jnp.int32))
 
+    for line in uncovered_names(phases, data.tokenizer, task_names, options):
+        print(f"note: {line}", file=sys.stderr)
     batch = curriculum_batch(
         phases,
         stream,

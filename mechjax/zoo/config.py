@@ -49,6 +49,13 @@ ZOO_PHASE_KEYS = {
 _ABLATE_ARGS = ("site", "heads", "positions", "neurons", "method")
 
 
+# the runner-config keys a variant may set (beside `steps`, which sets total_steps)
+RUNNER_KEYS = (
+    "lr", "batch_size", "schedule", "warmup_steps", "weight_decay", "grad_clip", "optimizer",
+    "seed", "eval_every", "checkpoint_every", "checkpoint_steps",
+)  # fmt: skip
+
+
 def _runner_config(name: str, steps: int, lr: float, batch_size: int):
     """The runner keys every zoo and probe config shares: AdamW with weight decay 0.01,
     warmup 100 + cosine, global-norm clip 1.0; the `zoo` experiment's task."""
@@ -86,7 +93,9 @@ def zoo_config(
     curriculum (`phases`, a list of dicts with the keys of PHASE_KEYS and ZOO_PHASE_KEYS).
     Variants: `runlocal` (4 steps on a 40-file corpus, for CI; the phases shrink to one step
     per boundary, see :func:`runlocal_phases`), `steps=N`, and each name in `variants`
-    ({flag: task overrides, or "steps"}, for the experiments a model card reports)."""
+    ({flag: task overrides}, for the experiments a model card reports). A variant's `steps`
+    and RUNNER_KEYS (`lr`, `batch_size`, `schedule`, ...) set the runner config, not the task;
+    `--config.lr=...` on the command line still overrides both."""
     variants = variants or {}
     a = parse_arg(arg, runlocal=False, steps=0, **{k: False for k in variants})
     for k, overrides in variants.items():
@@ -94,6 +103,10 @@ def zoo_config(
             task = {**task, **overrides}
     steps = task.pop("steps", steps)  # a variant may train longer
     c = _runner_config(name, steps, lr, batch_size)
+    # a variant's optimiser / runner keys (lr, batch_size, schedule, ...) set the runner config,
+    # which is what the training loop reads; the task config holds model, data and curriculum
+    for k in [k for k in task if k in RUNNER_KEYS]:
+        c[k] = task.pop(k)
     t = c.task
     t.positional_embedding_type = "rotary"
     t.d_mlp = 0
