@@ -146,3 +146,60 @@ def test_phase_slot_share_errors(phase, slots, match):
                       name_slots=slots, phases=[dict(start=0, end=5, **phase)]).task  # fmt: skip
     with pytest.raises(ConfigError, match=match):
         ZC.check_zoo_phases(t, 10)
+
+
+def test_word_noise_replaces_template_words_only():
+    """`task.word_noise`: template words (not names, not code) of short documents become
+    random pool tokens, each with the given probability, independently per position."""
+    stream = _names_stream()
+    slots = D.name_slots(stream, np.arange(10, 20), bos=0)
+    noise = D.noise_positions(stream, np.arange(1, 6), slots, bos=0)
+    # template ids 1-4 of the short documents only: never a name, a BOS or the long document
+    assert noise[: 9 * 300].sum() == 4 * 300 and not noise[9 * 300 :].any()
+    pool = np.arange(100, 200, dtype=np.int32)
+    names = dict(slots=jnp.asarray(slots, jnp.int32), phase_slots=None, pool=pool, frac=1.0,
+                 bos=0, noise=jnp.asarray(noise), phase_noise=None,
+                 noise_pool=np.arange(200, 260, dtype=np.int32), noise_p=0.5)  # fmt: skip
+    batch = ZT.curriculum_batch((), jnp.asarray(stream), None, 64, 36, 300, 0.0, 4, names=names)
+    plain = ZT.curriculum_batch((), jnp.asarray(stream), None, 64, 36, 300, 0.0, 4)
+    key = jax.random.key(3)
+    toks, ref = np.asarray(batch(key, jnp.int32(0))["tokens"]), np.asarray(plain(key, 0)["tokens"])
+    words = np.isin(ref, [1, 2, 3, 4])
+    noised = toks >= 200
+    assert (noised <= words).all()  # only template words become noise ...
+    assert 0.4 < noised[words].mean() < 0.6  # ... about half of them
+    np.testing.assert_array_equal(toks[ref == 5], ref[ref == 5])  # the code document is kept
+    assert (toks[ref == 0] == 0).all()
+    # the names are still substituted (name pool 100-199), consistently with the plain draw
+    assert ((toks >= 100) & (toks < 200) == np.isin(ref, range(10, 20))).all()
+
+
+def test_noise_pool_holds_no_held_out_word():
+    data = D.build(vocab_size=2500, task_share=0.3, n_per_task=300, max_files=2, split_data=True,
+                   tasks=("ioi",), lexicon_templates=True)  # fmt: skip
+    tok = data.tokenizer
+    words, pool = D.noise_word_ids(tok, ("ioi",))
+    assert set(pool.tolist()) < set(words.tolist())
+    assert all(tok.decode([int(i)])[1].islower() for i in pool)
+    train = D._member_words(("ioi",), {}, ("train",))
+    held = D._member_words(("ioi",), {}, ("val", "test")) - train
+    assert {"Eventually", "castle"} & held or len(held) > 20  # pieces' words and entities
+    ids = {tok.token_to_id("Ġ" + w) for w in held} - {None}
+    assert len(ids) > 20 and not ids & set(pool.tolist())
+    # every one-token lowercase training word stays a possible substitute
+    kept = {tok.token_to_id("Ġ" + w) for w in train if w[0].islower()} - {None}
+    assert len(kept) > 20 and kept <= set(pool.tolist())
+
+
+def test_word_noise_errors():
+    from mechjax.train import ConfigError
+    from mechjax.zoo import config as ZC
+
+    def task(**kw):
+        return ZC.zoo_config("probe", None, steps=10, lr=1e-3, batch_size=32, task_share=0.5,
+                             **kw).task  # fmt: skip
+
+    with pytest.raises(ConfigError, match=r"word_noise=0.3 needs task.name_slots"):
+        ZT._name_substitution(task(word_noise=0.3), None, None, 0)
+    with pytest.raises(ConfigError, match=r"word_noise=1.5: the probability .* \[0, 1\)"):
+        ZT._name_substitution(task(word_noise=1.5, name_slots=("ioi",)), None, None, 0)

@@ -408,3 +408,6 @@ def test_a_variants_learning_rate_and_batch_reach_the_runner_config():
         for v in ("copy_slots", "narrow") if name == "probe_ioi_names" else ("narrow_copy",):
             c = load_config_file(f"{cfg}:{v}")
             assert "lr" not in c.task, (name, v)
+    # the word-noise IOI probe: the slow recipe plus task.word_noise
+    c = load_config_file(os.path.join(ROOT, "configs/zoo/probe_ioi_names.py") + ":noise")
+    assert (c.lr, c.task.word_noise, c.task.name_slot_pool) == (1e-3, 0.3, "capitalized")

@@ -50,7 +50,12 @@ names, not the templates"):
   (`name_slot_pool="capitalized"`), `half` with half the names slotted, `real` with none.
   `:copy_caps_tw` formed no induction head by step 3,000 (best 0.06 on repeated tokens below
   2,800); `:copy_caps_tw_slow` is it at lr 1e-3, the induction probe G's learning rate.
-Every variant but `_slow` trains at lr 2e-3 (until 2026-12-05 a variant's `lr=1e-3` was
+- `:noise`: `:copy_caps_tw_slow` with `task.word_noise=0.3`: in training every other word of
+  an IOI document (not a name) becomes a random lowercase word token with probability 0.3
+  at every step (never a held-out template word, name or entity), so the words around the
+  names stop telling which template it is and only the names' pattern (which one repeats)
+  answers: against the held-out frames where `:copy_caps_tw_slow` breaks.
+Every variant but `_slow` and `:noise` trains at lr 2e-3 (until 2026-12-05 a variant's `lr=1e-3` was
 silently dropped; the records are at 2e-3, experiments/zoo/README.md).
 `steps=N` as in every zoo config. Two continuations of `:copy_slots` from its step-3,000
 checkpoint ran as branches (`--branch-from RUN:3000` with `--config.schedule=constant`, or
@@ -129,6 +134,7 @@ def get_config(arg=None):
             "copy_caps_tw_long": dict(TW, name_slot_pool="capitalized", steps=12000),
             "copy_real_tw": dict(TW, name_slots=(), name_slot_frac=0.5),
             "copy_caps_tw_slow": dict(TW, **SLOW, name_slot_pool="capitalized"),
+            "noise": dict(TW, **SLOW, name_slot_pool="capitalized", word_noise=0.3),
             "narrow_tw": dict(d_model=128, d_mlp=512, steps=1500, lexicon_templates=True),
             "copy_beside": dict(
                 d_model=128, d_mlp=512, steps=3000, name_slots=("ioi",),

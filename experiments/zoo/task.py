@@ -102,7 +102,9 @@ def curriculum_batch(
     `stream` and `phase_stream`, the substitutes' ids, the share of documents), the names of
     that share of the task documents become random word tokens at every step
     (`zoo.data.substitute_names`; a phase's `name_slot_frac` replaces the share inside it);
-    packed phases are left alone. `copy_pool` (token ids,
+    with `names["noise"]` each other word of those documents becomes a random lowercase word
+    with probability `names["noise_p"]` (`zoo.data.substitute_words`); packed phases are left
+    alone. `copy_pool` (token ids,
     `zoo.data.copy_pool_ids`) is what a packed phase with `packed_source="names"` draws from."""
     mixed = [bool(p["task_weights"] or p["task_options"]) for p in phases]
     packed = [p["windows"] == "packed" for p in phases]
@@ -153,6 +155,18 @@ def curriculum_batch(
                 if "name_slot_frac" in p:
                     frac = jnp.where(ZC.in_phase(p, step), p["name_slot_frac"], frac)
             k_names = jax.random.fold_in(key, 1)
+            if "noise" in names:  # word noise first: it never touches a name slot
+                nz = D.windows(k_long, names["noise"], batch_size, L, repeat_frac, repeat_min)
+                if any(mixed):
+                    pnz = D.windows(
+                        k_long, names["phase_noise"], batch_size, L, repeat_frac, repeat_min
+                    )
+                    nz = jnp.where(on, pnz, nz)
+                for p, is_packed in zip(phases, packed):
+                    if is_packed:
+                        nz = jnp.where(ZC.in_phase(p, step), False, nz)
+                k_noise = jax.random.fold_in(key, 2)
+                toks = D.substitute_words(k_noise, toks, nz, names["noise_pool"], names["noise_p"])
             toks = D.substitute_names(k_names, toks, sl, dc, names["pool"], frac)
         if not any(packed) and docs is None:
             return {"tokens": toks}
@@ -175,10 +189,22 @@ def curriculum_batch(
 def _name_substitution(t, data, options, bos):
     """`curriculum_batch`'s `names` for `task.name_slots` (tasks whose train-split names are
     replaced by random word tokens in a `task.name_slot_frac` share of their documents at
-    every step), or None."""
+    every step), or None. With `task.word_noise` > 0 it also holds the word-noise positions
+    (`zoo.data.noise_positions`), pool (`zoo.data.noise_word_ids`) and probability."""
     tasks = tuple(t.get("name_slots", ()) or ())
     if not tasks:
+        if float(t.get("word_noise", 0.0)):
+            raise ConfigError(
+                f"config.task.word_noise={t.word_noise} needs task.name_slots (the tasks whose "
+                "documents get the noise), e.g. name_slots=('ioi',)."
+            )
         return None
+    noise = float(t.get("word_noise", 0.0))
+    if not 0.0 <= noise < 1.0:
+        raise ConfigError(
+            f"config.task.word_noise={noise}: the probability that a word becomes noise must "
+            "be in [0, 1)."
+        )
     frac = float(t.get("name_slot_frac", 0.5))
     if not 0.0 < frac <= 1.0 or not t.task_share > 0:
         raise ConfigError(
@@ -193,13 +219,23 @@ def _name_substitution(t, data, options, bos):
     slot_ids, pool = D.name_slot_ids(data.tokenizer, tasks, options, kind)
     slots = D.name_slots(data.train, slot_ids, bos)
     phase = None if data.train_early is None else D.name_slots(data.train_early, slot_ids, bos)
-    return {
+    out = {
         "slots": jnp.asarray(slots, jnp.int32),
         "phase_slots": None if phase is None else jnp.asarray(phase, jnp.int32),
         "pool": jnp.asarray(pool),
         "frac": frac,
         "bos": bos,
     }
+    if noise > 0:
+        word_ids, noise_pool = D.noise_word_ids(data.tokenizer, tasks, options)
+        out["noise"] = jnp.asarray(D.noise_positions(data.train, word_ids, slots, bos))
+        out["phase_noise"] = None
+        if data.train_early is not None:
+            out["phase_noise"] = jnp.asarray(
+                D.noise_positions(data.train_early, word_ids, phase, bos)
+            )
+        out["noise_pool"], out["noise_p"] = jnp.asarray(noise_pool), noise
+    return out
 
 
 def _copy_pool(phases, data, task_names, options):

@@ -153,6 +153,11 @@ def zoo_config(
     # what the substitutes are drawn from: "words" (every space-and-word token) or
     # "capitalized" (those starting with a capital, so a substitute still looks like a name)
     t.name_slot_pool = "words"
+    # per word token of those documents (not a name), the probability that it becomes a random
+    # lowercase word token at a step (zoo.data.substitute_words; held-out template words and
+    # names excluded), so the words around the names stop identifying a template; needs
+    # name_slots, whose documents it acts on
+    t.word_noise = 0.0
     t.eval_windows = 16
     t.eval_per_task = 64
     t.induction_length = 50

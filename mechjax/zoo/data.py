@@ -190,22 +190,9 @@ def template_words(tasks=MIXTURE_TASKS, options: dict | None = None) -> list[str
     A tokenizer primed with them has each as one token, so a held-out template's wording is
     made of tokens the model has embeddings for (from the lexicon documents), not of word
     pieces; no template, only its words, enters training."""
-    import re
-
-    from mechjax.data import tasks as T
     from mechjax.data.tasks.splits import SPLITS
 
-    opts = options or {}
-    out = set()
-    for t in tasks:
-        if t not in T.SPLIT_SETS:
-            continue
-        for split in SPLITS:
-            for members in T.split_set(t, split, opts.get(t)).values():
-                for m in members:
-                    if isinstance(m, str) and ("{" in m or " " in m):
-                        out |= set(re.findall(r"[A-Za-z]+", re.sub(r"\{[^}]*\}", " ", m)))
-    return sorted(out)
+    return _piece_words(tasks, options or {}, SPLITS)
 
 
 # how often the tokenizer's input lists each lexicon word: held-out names and objects occur
@@ -744,6 +731,87 @@ def name_slots(
     k = pair_rank[inverse]
     out[pos] = np.where(k <= max_slots, k, 0)
     return out
+
+
+def noise_word_ids(tokenizer, tasks, options: dict | None = None):
+    """`(word_ids, pool)` for :func:`noise_positions` / :func:`substitute_words`: the ids of
+    every space-and-word token ("Ġfoo", the words a template is made of), and the ids of the
+    lowercase ones that substitutes are drawn from, less every word of the val / test split
+    sets of `tasks` (template pieces' words, names, places, objects, ...) that the train
+    sets lack, so a held-out template's wording or entity never enters a training sentence,
+    not even as noise; a lowercase substitute also never looks like a capitalised name."""
+    opts = options or {}
+    held = set(_member_words(tasks, opts, ("val", "test"))) - set(
+        _member_words(tasks, opts, ("train",))
+    )
+    held = _one_token_ids(tokenizer, sorted(held))
+    words, lower = set(), set()
+    for i in tokenizer.get_vocab().values():
+        w = tokenizer.decode([i])
+        if w[:1] == " " and w[1:].isalpha():
+            words.add(i)
+            if w[1].islower():
+                lower.add(i)
+    return np.array(sorted(words), np.int32), np.array(sorted(lower - held), np.int32)
+
+
+def _member_words(tasks, opts, splits) -> set:
+    """Every word of the split sets of `tasks` in `splits`: a template piece's words
+    (:func:`_piece_words`) and each one-word string member (a name, a place, ...)."""
+    from mechjax.data import tasks as T
+
+    out = set(_piece_words(tasks, opts, splits))
+    for t in tasks:
+        if t not in T.SPLIT_SETS:
+            continue
+        for split in splits:
+            for members in T.split_set(t, split, opts.get(t)).values():
+                out |= {m for m in members if isinstance(m, str) and m.isalpha()}
+    return out
+
+
+def _piece_words(tasks, opts, splits) -> list[str]:
+    """The words of the template pieces (members with "{...}" slots or spaces) of `tasks`
+    in `splits` (:func:`template_words` for chosen splits)."""
+    import re
+
+    from mechjax.data import tasks as T
+
+    out = set()
+    for t in tasks:
+        if t not in T.SPLIT_SETS:
+            continue
+        for split in splits:
+            for members in T.split_set(t, split, opts.get(t)).values():
+                for m in members:
+                    if isinstance(m, str) and ("{" in m or " " in m):
+                        out |= set(re.findall(r"[A-Za-z]+", re.sub(r"\{[^}]*\}", " ", m)))
+    return sorted(out)
+
+
+def noise_positions(stream: np.ndarray, word_ids, slots, bos: int, max_doc: int = 160):
+    """Per position of `stream`: True where :func:`substitute_words` may replace the token: a
+    word token (`word_ids`) of a document of at most `max_doc` tokens (task examples) that is
+    not a name slot (`slots`, :func:`name_slots`)."""
+    stream = np.asarray(stream)
+    doc = np.cumsum(stream == bos) - 1
+    lengths = np.bincount(doc[doc >= 0])
+    short = np.zeros(len(stream), bool)
+    short[doc >= 0] = lengths[doc[doc >= 0]] <= max_doc
+    return np.isin(stream, word_ids) & short & (np.asarray(slots) == 0)
+
+
+def substitute_words(key, tokens, noise, pool, p: float):
+    """`tokens` with each position where `noise` (windows of :func:`noise_positions`) holds
+    replaced, with probability `p`, by a uniformly random token of `pool`, independently per
+    position. Jittable."""
+    import jax
+    import jax.numpy as jnp
+
+    k_id, k_on = jax.random.split(key)
+    sub = jnp.asarray(pool)[jax.random.randint(k_id, tokens.shape, 0, pool.shape[0])]
+    on = noise & (jax.random.uniform(k_on, tokens.shape) < p)
+    return jnp.where(on, sub, tokens)
 
 
 def substitute_names(key, tokens, slots, docs, pool, frac: float):
