@@ -422,3 +422,31 @@ def test_template_words_lexicon_makes_held_out_wording_single_tokens():
     text = tok.decode(np.asarray(data.train).tolist())
     for prompt in T.generate("ioi", 50, seed=3, split="test").clean:
         assert prompt not in text
+
+
+def test_ioi_v3_grammar_adds_split_adverbs_and_keeps_v2():
+    from mechjax.data.tasks import ioi
+
+    adverbs = {s: set(ioi.split_sets(s, grammar="v3")["adverb"]) for s in S.SPLITS}
+    assert not adverbs["train"] & (adverbs["val"] | adverbs["test"])
+    assert not adverbs["val"] & adverbs["test"] and all(adverbs.values())
+    for s in S.SPLITS:  # v3 is v2 plus the adverbs: every other list keeps its split
+        v2, v3 = ioi.split_sets(s), ioi.split_sets(s, grammar="v3")
+        assert {k: v3[k] for k in v2} == v2
+        assert ioi.template_count(s, "v3") == ioi.template_count(s) * (1 + len(adverbs[s]))
+    train = T.generate("ioi", 2000, seed=0, split="train", grammar="v3", name_bank="wide")
+    used = set(train.meta["adverb"])
+    assert used == adverbs["train"] | {""}  # about half the prompts have one
+    assert 0.4 < np.mean([a == "" for a in train.meta["adverb"]]) < 0.6
+    for text, a, s in zip(train.clean, train.meta["adverb"], train.meta["s"]):
+        assert not a or f" {s} {a} " in text
+    test = T.generate("ioi", 500, seed=0, split="test", grammar="v3", name_bank="wide")
+    assert not set(test.clean) & set(train.clean)
+    assert set(test.meta["adverb"]) <= adverbs["test"] | {""}
+    # the adverb is a kind of its own: held out alone, it comes from the held-out split
+    p = S.factor_prompts("ioi", 60, ("adverb",), seed=1, split="val", grammar="v3")
+    assert set(p.meta["adverb"]) <= adverbs["val"] | {""} and set(p.meta["adverb"]) - {""}
+    assert set(p.meta["frame"]) <= set(ioi.split_sets("train")["frame"])
+    assert adverbs["test"] <= set(T.lexicon("ioi", {"grammar": "v3"}))
+    with pytest.raises(ValueError, match="grammar"):
+        T.generate("ioi", 2, split="train", grammar="v4")

@@ -135,6 +135,9 @@ def get_config(arg=None):
             "copy_real_tw": dict(TW, name_slots=(), name_slot_frac=0.5),
             "copy_caps_tw_slow": dict(TW, **SLOW, name_slot_pool="capitalized"),
             "noise": dict(TW, **SLOW, name_slot_pool="capitalized", word_noise=0.3),
+            "noise_tied": dict(
+                TW, **SLOW, name_slot_pool="capitalized", word_noise=0.3, tie_embeddings=True
+            ),
             "narrow_tw": dict(d_model=128, d_mlp=512, steps=1500, lexicon_templates=True),
             "copy_beside": dict(
                 d_model=128, d_mlp=512, steps=3000, name_slots=("ioi",),

@@ -145,9 +145,10 @@ def task_table(
     return out
 
 
-def default_factors(task: str) -> tuple[tuple[str, ...], ...]:
-    """(), each kind of `task`'s split sets alone, and all of them (= the held-out split)."""
-    kinds = tuple(T.SPLIT_SETS[task]("train"))
+def default_factors(task: str, options=None) -> tuple[tuple[str, ...], ...]:
+    """(), each kind of `task`'s split sets alone (under the generator `options`), and all of
+    them (= the held-out split)."""
+    kinds = tuple(T.split_set(task, "train", options))
     return ((), *((k,) for k in kinds), kinds)
 
 
@@ -176,7 +177,7 @@ def factor_table(
     if split not in ("val", "test"):
         raise ValueError(f"factor_table: split={split!r}; valid: 'val', 'test'.")
     rows = []
-    for kinds in default_factors(task) if factors is None else factors:
+    for kinds in default_factors(task, options) if factors is None else factors:
         p = splits.factor_prompts(
             task, n, tuple(kinds), seed=D.EVAL_SEED, split=split, **(options or {})
         )

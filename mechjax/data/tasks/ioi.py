@@ -83,13 +83,17 @@ def ioi(n: int, seed: int = 0, split: str | None = None, **options) -> Prompts:
 
     `split` ("train" / "val" / "test") uses the split grammar below (frame x setting x
     action, names / places / objects split too; name_bank "v2" = `V2_NAMES` or "wide" =
-    `V2_NAMES + WIDE_NAMES`, split by hash threshold, so a name keeps its split in both);
-    None the legacy 16 templates."""
+    `V2_NAMES + WIDE_NAMES`, split by hash threshold, so a name keeps its split in both;
+    grammar "v2" or "v3" = v2 with a split adverb after the repeated subject in half the
+    prompts); None the legacy 16 templates."""
     if split is not None:
         opts = check_options(
-            "ioi", options, {"order": "mixed", "corruption": "abc", "name_bank": "v2"}
+            "ioi",
+            options,
+            {"order": "mixed", "corruption": "abc", "name_bank": "v2", "grammar": "v2"},
         )
         check_choice("ioi", "name_bank", opts["name_bank"], tuple(NAME_BANKS))
+        check_choice("ioi", "grammar", opts["grammar"], GRAMMARS)
     else:
         opts = check_options("ioi", options, {"order": "mixed", "corruption": "abc"})
     check_choice("ioi", "order", opts["order"], ORDERS)
@@ -235,35 +239,65 @@ V2_ACTIONS = (
 )  # fmt: skip
 
 
+# grammar "v3" (option grammar="v3"): v2 with an adverb after the repeated subject in half
+# the prompts ("{S} quickly gave a {object} to"), so the second clause varies in length as
+# well as in wording; the adverbs are split like every other list
+V3_ADVERBS = (
+    "then", "quickly", "finally", "later", "happily", "suddenly", "kindly", "proudly",
+    "quietly", "gladly", "soon", "calmly", "eagerly", "also", "promptly", "slowly",
+    "politely", "secretly", "carefully", "warmly", "gently", "nervously", "cheerfully",
+    "instantly", "immediately", "again", "briefly", "silently", "shyly", "boldly",
+)  # fmt: skip
+GRAMMARS = ("v2", "v3")
+
+
 def _grammar():
     from mechjax.data.tasks.splits import Grammar
 
     return Grammar.of("ioi", frame=V2_FRAMES, setting=V2_SETTINGS, action=V2_ACTIONS)
 
 
-def split_sets(split: str, name_bank: str = "v2") -> dict[str, tuple]:
-    """The split's template pieces and entities (names of `name_bank`, places, objects)."""
+def split_sets(split: str, name_bank: str = "v2", grammar: str = "v2") -> dict[str, tuple]:
+    """The split's template pieces and entities (names of `name_bank`, places, objects; with
+    `grammar="v3"` also the adverbs)."""
     from mechjax.data.tasks.splits import part
 
+    check_choice("ioi", "grammar", grammar, GRAMMARS)
     g = _grammar().options(split)
-    return {
+    out = {
         **g,
         "name": part(NAME_BANKS[name_bank], "ioi/name", split),
         "place": part(V2_PLACES, "ioi/place", split),
         "object": part(V2_OBJECTS, "ioi/object", split),
     }
+    if grammar == "v3":
+        out["adverb"] = part(V3_ADVERBS, "ioi/adverb", split)
+    return out
+
+
+def template_count(split: str, grammar: str = "v2") -> int:
+    """Distinct templates of `split` (v3: each v2 template with no adverb or one of the
+    split's adverbs)."""
+    n = _grammar().count(split)
+    if grammar == "v3":
+        n *= 1 + len(split_sets(split, grammar="v3")["adverb"])
+    return n
 
 
 def _ioi_split(n: int, seed: int, split: str, opts: dict) -> Prompts:
     from mechjax.data.tasks.splits import rng as split_rng
 
-    sets = split_sets(split, opts["name_bank"])
+    sets = split_sets(split, opts["name_bank"], opts["grammar"])
     rng = split_rng("ioi", split, seed)
     clean, corrupted, answers, contrasts, spans = [], [], [], [], []
     meta = {k: [] for k in ("template", "frame", "setting", "action", "order", "io", "s")}
     meta.update(name=[], place=[], object=[])
     for _ in range(n):
         frame, setting, action = (rng.choice(sets[k]) for k in ("frame", "setting", "action"))
+        adverb = ""
+        if "adverb" in sets and rng.random() < 0.5:
+            adverb = rng.choice(sets["adverb"])
+            action = action.replace("{S}", "{S} " + adverb, 1)
         template = frame.replace("{C1}", setting).replace("{C2}", action)
         order = opts["order"] if opts["order"] != "mixed" else rng.choice(ORDERS[:2])
         io, s, x, y, z = rng.sample(sets["name"], 5)
@@ -282,6 +316,8 @@ def _ioi_split(n: int, seed: int, split: str, opts: dict) -> Prompts:
         vals = (template, frame, setting, action, order, io, s, (io, s), place, obj)
         for k, v in zip(meta, vals):
             meta[k].append(v)
+        if "adverb" in sets:
+            meta.setdefault("adverb", []).append(adverb)
     return Prompts.from_lists("ioi", clean, corrupted, answers, contrasts, spans, meta)
 
 
@@ -290,9 +326,11 @@ def _register_splits():
 
     register_splits(
         "ioi",
-        lambda split: _grammar().count(split),
+        template_count,
         split_sets,
-        lambda name_bank="v2", **_: NAME_BANKS[name_bank] + V2_PLACES + V2_OBJECTS,
+        lambda name_bank="v2", grammar="v2", **_: (
+            NAME_BANKS[name_bank] + V2_PLACES + V2_OBJECTS + (V3_ADVERBS if grammar == "v3" else ())
+        ),
     )
 
 

@@ -169,7 +169,7 @@ def factor_prompts(
     `generate(task, n, seed, split=base)` itself."""
     from mechjax.data.tasks import base as B
 
-    kinds = tuple(B.SPLIT_SETS[task](base)) if task in B.SPLIT_SETS else ()
+    kinds = tuple(B.split_set(task, base, options)) if task in B.SPLIT_SETS else ()
     bad = sorted(set(held_out) - set(kinds))
     if bad:
         raise ValueError(f"factor_prompts({task!r}): unknown kinds {bad}; valid: {kinds}.")
