@@ -93,6 +93,8 @@ TW = dict(
 # the learning rate of the induction probe that formed a head (G: d_model 128, attention
 # only, lr 1e-3); every variant above ran at this config's lr 2e-3
 SLOW = dict(lr=1e-3)
+# the v3 IOI grammar: an adverb after the repeated subject in half the prompts
+V3 = {"ioi": {"name_bank": "wide", "grammar": "v3"}}
 
 
 def get_config(arg=None):
@@ -137,6 +139,13 @@ def get_config(arg=None):
             "noise": dict(TW, **SLOW, name_slot_pool="capitalized", word_noise=0.3),
             "noise_tied": dict(
                 TW, **SLOW, name_slot_pool="capitalized", word_noise=0.3, tie_embeddings=True
+            ),
+            "noise_v3": dict(
+                TW, **SLOW, name_slot_pool="capitalized", word_noise=0.3, task_options=V3
+            ),
+            "noise_tied_v3": dict(
+                TW, **SLOW, name_slot_pool="capitalized", word_noise=0.3, tie_embeddings=True,
+                task_options=V3,
             ),
             "narrow_tw": dict(d_model=128, d_mlp=512, steps=1500, lexicon_templates=True),
             "copy_beside": dict(
